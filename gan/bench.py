@@ -1,0 +1,327 @@
+"""Benchmark: our full Lightning training step against a plain PyTorch loop, in one process.
+
+    python -m gan.bench --quick                      # dcgan at batch 128, a few minutes on 2 cores
+    python -m gan.bench                              # every architecture at batch 64, 128, 256
+    python -m gan.bench --models dcgan mlp --batch-sizes 128 --accelerator gpu
+
+For each architecture and batch size, one after the other:
+  (a) `trainer.fit` of our module with our DataModule and the default callbacks;
+  (b) the floor: a plain loop with the same networks, losses, optimizers and D:G ratio,
+      fed from a float tensor already in memory.
+It prints images/s (real images consumed per second, `batch_size * d_steps` per
+iteration) for each, the ratio (a)/(b), peak RSS (and peak GPU memory), the FLOPs of one
+iteration (torch.utils.flop_counter) and their share of this machine's matmul peak,
+measured in the same run. Warm-ups first, then the median of several timed repeats.
+Results go to `bench/results.json` and `bench/results.md` (or `--out`).
+
+Data: the real MNIST test split from `--data-root` (default `../shared/mnist`), else
+random uint8 images of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from torch.utils.flop_counter import FlopCounterMode
+
+from gan.config import register, to_dict
+from gan.losses import LOSSES, make_targets
+from gan.module import GAN, build_optimizer
+from gan.train import MODULE_GROUPS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_cfg(
+    model: str, batch_size: int, root: str | None, out: str, extra: list[str]
+) -> DictConfig:
+    register()
+    data = [f"data.root={root}", "data.split=test", "data.download=false"] if root else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", f"data.batch_size={batch_size}",
+                                          "logger=csv", *data, *extra])  # fmt: skip
+    with open_dict(cfg):
+        cfg.paths.output_dir = out
+    return cfg
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peaks() -> None:
+    with contextlib.suppress(OSError):  # Linux: writing 5 resets VmHWM (peak RSS) to now
+        Path("/proc/self/clear_refs").write_text("5")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Timer(L.Callback):
+    """Wall time of each training iteration after `warmup` of them, for (a)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.marks: list[float] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        sync(trainer.strategy.root_device)
+        self.marks.append(time.perf_counter())
+
+    def per_iteration(self) -> list[float]:
+        m = self.marks[self.warmup :]
+        return [b - a for a, b in zip(m, m[1:])]
+
+
+def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str) -> dict[str, float]:
+    """(a): our module, DataModule and default callbacks through trainer.fit."""
+    L.seed_everything(cfg.seed, workers=True)
+    dm = instantiate(cfg.data)
+    module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
+    timer = Timer(warmup)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    trainer = instantiate(
+        cfg.trainer, accelerator=accelerator, devices=1, callbacks=[*callbacks, timer],
+        logger=[instantiate(c) for c in cfg.logger.values() if c], max_epochs=-1,
+        max_steps=(warmup + iters + 1) * (cfg.step_ratio.d_steps + cfg.step_ratio.g_steps),
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    reset_peaks()
+    trainer.fit(module, datamodule=dm)
+    dt = statistics.median(timer.per_iteration())
+    return {"s_per_iter": dt, "peak_rss_mb": peak_rss_mb(), **_gpu_peak()}
+
+
+def _gpu_peak() -> dict[str, float]:
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def plain_iteration(g: torch.nn.Module, d: torch.nn.Module, opt_g: Any, opt_d: Any,
+                    real: torch.Tensor, cfg: DictConfig, z_dim: int) -> None:  # fmt: skip
+    """One GAN iteration in plain PyTorch: d_steps D updates, then g_steps G updates."""
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss.name]
+    b = real.size(0) // cfg.step_ratio.d_steps
+    kept = None
+    for chunk in real.split(b):
+        z = torch.randn(b, z_dim, device=real.device)
+        if cfg.perf.reuse_fake:  # keep G's graph for the G update, as the module does
+            kept = g(z)
+            fake = kept.detach()
+        else:
+            with torch.no_grad():
+                fake = g(z)
+        targets = make_targets(cfg.label_smoothing, b, real.device)
+        loss = d_loss_fn(d(chunk), d(fake), targets)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+    d.requires_grad_(False)  # no D weight gradients in G's step: a floor, not a naive loop
+    for j in range(cfg.step_ratio.g_steps):
+        fake = kept if j == 0 and kept is not None else g(torch.randn(b, z_dim, device=real.device))
+        loss = g_loss_fn(d(fake))
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    d.requires_grad_(True)
+
+
+def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
+              device: torch.device) -> dict[str, float]:  # fmt: skip
+    """(b): the floor. Same nets, losses, optimizers and ratio; data already a float tensor."""
+    torch.manual_seed(cfg.seed)
+    g = instantiate(cfg.model.generator).to(device)
+    d = instantiate(cfg.model.discriminator).to(device)
+    c = cfg.optimizer
+    opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr)
+    opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale)
+    per = cfg.data.batch_size * cfg.step_ratio.d_steps
+    data = images.to(device)
+    if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
+        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+        data = data.contiguous(memory_format=torch.channels_last)
+    gc, dc = (torch.compile(g), torch.compile(d)) if cfg.perf.compile else (g, d)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    fp16 = str(cfg.trainer.precision).startswith("16")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
+                         enabled=bf16 or fp16)  # fmt: skip
+    n = data.size(0) // per
+    reset_peaks()
+    times = []
+    for i in range(warmup + iters):
+        real = data[(i % n) * per : (i % n + 1) * per]
+        sync(device)
+        t0 = time.perf_counter()
+        with amp:
+            plain_iteration(gc, dc, opt_g, opt_d, real, cfg, cfg.noise.dim)
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    flops = FlopCounterMode(display=False)
+    with flops:
+        plain_iteration(g, d, opt_g, opt_d, data[:per], cfg, cfg.noise.dim)
+    return {"s_per_iter": statistics.median(times), "peak_rss_mb": peak_rss_mb(),
+            "flops_per_iter": float(flops.get_total_flops()), **_gpu_peak()}  # fmt: skip
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate, FLOP/s, measured now."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def load_images(cfg: DictConfig) -> torch.Tensor:
+    """The training images as the model sees them: float, scaled and sized, (N, 1, S, S)."""
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    return dm.to_model_range(dm._train.images)
+
+
+def epoch_overhead(root: str | None, out: str, extra: list[str]) -> dict[str, float]:
+    """Seconds for one dcgan epoch with the defaults (metrics, images, checkpoints) vs bare."""
+    seconds = {}
+    for name, over in (("bare", ["metrics.enabled=false", "callbacks=none", "logger=none"]),
+                       ("defaults", [])):  # fmt: skip
+        cfg = compose_cfg("dcgan", 128, root, os.path.join(out, name),
+                          ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", *over, *extra])  # fmt: skip
+        from gan.train import train  # the real entry, everything included
+
+        t0 = time.perf_counter()
+        train(cfg)
+        seconds[name] = time.perf_counter() - t0
+    seconds["overhead"] = seconds["defaults"] / seconds["bare"] - 1
+    print(f"one dcgan epoch: bare {seconds['bare']:.1f} s, with the default metrics, images and "
+          f"checkpoints {seconds['defaults']:.1f} s: +{100 * seconds['overhead']:.1f}%")  # fmt: skip
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["mlp", "dcgan", "paddle", "upsample", "dcgan64"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
+    p.add_argument("--iters", type=int, default=30, help="timed iterations per measurement")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3, help="(a), (b) pairs; medians are reported")
+    p.add_argument("--quick", action="store_true", help="dcgan at batch 128 only")
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument(
+        "--epoch-overhead",
+        action="store_true",
+        help="also time one dcgan epoch with default metrics/callbacks against none",
+    )
+    p.add_argument("--data-root", default=str(CONF.parents[1] / "shared" / "mnist"))
+    p.add_argument("--out", default="bench")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for both (a) and (b)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.batch_sizes, args.iters, args.repeats = ["dcgan"], [128], 20, 3
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    root = args.data_root if Path(args.data_root, "MNIST", "raw").exists() else None
+    peak = matmul_peak(device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            for bs in args.batch_sizes:
+                cfg = compose_cfg(
+                    model, bs, root, os.path.join(tmp, f"{model}_{bs}"), args.overrides
+                )
+                images = load_images(cfg)
+                per = bs * cfg.step_ratio.d_steps
+                # Interleaved repeats: machine noise hits (a) and (b) alike; medians of each.
+                runs = [(run_plain(cfg, images, args.iters, args.warmup, device),
+                         run_lightning(cfg, args.iters, args.warmup, args.accelerator))
+                        for _ in range(args.repeats)]  # fmt: skip
+                b = median_run([r[0] for r in runs])
+                a = median_run([r[1] for r in runs])
+                row = {
+                    "model": model, "batch_size": bs,
+                    "ours_img_s": per / a["s_per_iter"], "plain_img_s": per / b["s_per_iter"],
+                    "ratio": b["s_per_iter"] / a["s_per_iter"],
+                    "gflop_per_iter": b["flops_per_iter"] / 1e9,
+                    "mflop_per_image": b["flops_per_iter"] / per / 1e6,
+                    "plain_share_of_peak": b["flops_per_iter"] / b["s_per_iter"] / peak,
+                    "ours_peak_rss_mb": a["peak_rss_mb"], "plain_peak_rss_mb": b["peak_rss_mb"],
+                    **({"ours_peak_gpu_mb": a["peak_gpu_mb"], "plain_peak_gpu_mb": b["peak_gpu_mb"]}
+                       if "peak_gpu_mb" in a else {}),
+                }  # fmt: skip
+                rows.append(row)
+                print(f"{model:9s} B={bs:<4d} ours {row['ours_img_s']:8.0f} img/s | plain "
+                      f"{row['plain_img_s']:8.0f} img/s | ratio {row['ratio']:.3f} | "
+                      f"{row['mflop_per_image']:.1f} MFLOP/img, {100 * row['plain_share_of_peak']:.0f}% "
+                      f"of matmul peak", flush=True)  # fmt: skip
+        overhead = (
+            epoch_overhead(root, os.path.join(tmp, "epoch"), args.overrides)
+            if args.epoch_overhead
+            else None
+        )
+    write(rows, peak, device, Path(args.out), args, overhead)
+
+
+def write(rows: list[dict[str, Any]], peak: float, device: torch.device, out: Path,
+          args: argparse.Namespace, overhead: dict[str, float] | None = None) -> None:  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    machine = (torch.cuda.get_device_name() if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                    f"{torch.get_num_threads()} torch threads")  # fmt: skip
+    meta = {"machine": machine, "torch": torch.__version__, "matmul_peak_gflops": peak / 1e9,
+            "iters": args.iters, "warmup": args.warmup, "overrides": args.overrides}  # fmt: skip
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "epoch_overhead": overhead}, indent=2) + "\n"
+    )
+    lines = [f"Machine: {machine}; torch {torch.__version__}; fp32 matmul peak "
+             f"{peak / 1e9:.0f} GFLOP/s (measured in this run). Overrides: "
+             f"{' '.join(args.overrides) or 'none'}.", "",
+             "| model | batch | ours img/s | plain img/s | ours / plain | MFLOP/image | plain % of peak | peak RSS ours / plain (MB) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['batch_size']} | {r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
+                     f"{r['ratio']:.3f} | {r['mflop_per_image']:.1f} | {100 * r['plain_share_of_peak']:.0f}% | "
+                     f"{r['ours_peak_rss_mb']:.0f} / {r['plain_peak_rss_mb']:.0f} |")  # fmt: skip
+    if overhead:
+        lines += ["", f"One dcgan epoch (batch 128) with the default metrics, image callbacks and "
+                      f"checkpoints: {overhead['defaults']:.1f} s; bare: {overhead['bare']:.1f} s "
+                      f"(+{100 * overhead['overhead']:.1f}%)."]  # fmt: skip
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The structured-config schema: dataclasses registered in Hydra's ConfigStore.
+
+`conf/train.yaml` starts its defaults list with `train_schema`, so every group option
+is merged onto these typed nodes while the config is composed. A typo in a key, or a
+value of the wrong type (`step_ratio.d_steps=two`), fails right there, naming the key.
+Value ranges (`optimizer.lr=-1`, `data.batch_size=0`) are checked by `validate`, which
+`gan.train` calls before anything is built.
+
+Trainer, callbacks and loggers are Lightning's own classes; their nodes carry a
+`_target_` and are built with `hydra.utils.instantiate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+from gan.errors import GanError
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # the family in gan/nets/, e.g. "dcgan"
+    img_size: int = 28  # what G makes and D eats; the DataModule resizes MNIST to it
+    output: str = "tanh"  # G's output activation: "tanh" -> [-1, 1], "sigmoid" -> [0, 1]
+    generator: dict[str, Any] = field(default_factory=dict)  # kwargs for instantiate
+    discriminator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimSpec:
+    """One network's optimizer. `lr=None` takes `optimizer.lr` (scaled for D)."""
+
+    name: str = "adam"  # adam | rmsprop | sgd
+    lr: float | None = None
+    betas: list[float] = field(
+        default_factory=lambda: [0.5, 0.999]
+    )  # DCGAN: beta1 0.5 tames oscillation
+    momentum: float = 0.0  # sgd and rmsprop
+    alpha: float = 0.99  # rmsprop smoothing, torch's default
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 2e-4  # the DCGAN paper's rate; the one knob `-m optimizer.lr=...` sweeps
+    d_lr_scale: float = 1.0  # D's lr = lr * d_lr_scale unless d.lr is set (TTUR uses 4)
+    g: OptimSpec = field(default_factory=OptimSpec)
+    d: OptimSpec = field(default_factory=OptimSpec)
+    clip_value: float | None = None  # clamp each grad to [-v, v] (the Keras recipe: 1.0)
+    clip_norm: float | None = None  # rescale grads to this total norm
+
+
+@dataclass
+class LossConfig:
+    name: str = "bce"  # bce | minimax | lsgan | hinge | wgan_gp
+    gp_weight: float = 10.0  # WGAN-GP's lambda, from Gulrajani et al. (2017)
+
+
+@dataclass
+class LabelSmoothingConfig:
+    name: str = "none"  # none | one_sided | two_sided | noisy
+    real: float = 1.0  # D's target for real images
+    fake: float = 0.0  # D's target for generated images
+    noise: float = 0.0  # noisy: real ~ U[real - noise, real], fake ~ U[fake, fake + noise]
+    flip_prob: float = 0.0  # noisy: chance that a target is swapped for the other class's
+
+
+@dataclass
+class StepRatioConfig:
+    name: str = "d1g1"
+    d_steps: int = 1  # D updates per iteration, each on a fresh real batch
+    g_steps: int = 1  # G updates per iteration, each on fresh noise
+
+
+@dataclass
+class NoiseConfig:
+    name: str = "normal"
+    dist: str = "normal"  # normal: N(0, 1); uniform: U[-1, 1]
+    dim: int = 100  # the latent size, set here only; G reads it through ${noise.dim}
+
+
+@dataclass
+class EmaConfig:
+    enabled: bool = False  # keep an exponential moving average of G's weights (G only)
+    decay: float = 0.999  # ~ an average over the last 1,000 G updates
+    every_n_steps: int = 1  # update the average after every n-th G update
+
+
+@dataclass
+class GuardConfig:
+    check_every_n: int = 1  # check losses for NaN/Inf every n iterations (0: never)
+    on_nonfinite: str = "stop"  # stop | rollback (reload last.ckpt, lower the lr)
+    lr_factor: float = 0.5  # rollback multiplies both learning rates by this
+    max_rollbacks: int = 3  # then stop
+
+
+@dataclass
+class MetricsConfig:
+    enabled: bool = True  # val/fid, val/kid, val/mnist_score, val/coverage at each validation
+    num_samples: int = 1000  # fakes per check, against the data.val_size held-out reals
+    seed: int = 1234  # the fakes' noise is fixed, so scores compare across epochs
+    classifier_epochs: int = 5  # when no cached classifier exists, training one takes this
+    root: str = II("data.root")  # the classifier trains on the same data as the GAN
+    split: str = II("data.split")
+    download: bool = II("data.download")
+
+
+@dataclass
+class PerfConfig:
+    channels_last: bool = False  # NHWC conv layouts; pays off with bf16 on CPU, on GPUs
+    compile: bool = False  # torch.compile G and D: slower start (tens of s), faster steps on GPU
+    reuse_fake: bool = False  # G's update reuses the last D update's fakes (PyTorch's DCGAN
+    # example does): one G forward less per iteration, ~17% of dcgan's FLOPs
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "gan.data.MNISTDataModule"
+    root: str = "data"  # holds MNIST/raw/*; relative paths are from where you launch
+    download: bool = True  # torchvision's mirrors; set false to train on files already there
+    split: str = "train"  # train | test | all (all = the 70,000 images GAN papers use)
+    val_size: int = 1000  # held-out real images for the metrics
+    batch_size: int = 128
+    num_workers: int = 0  # batches are one tensor index each: worker processes only add IPC
+    pin_memory: bool = False
+    on_device: bool = False  # keep the whole split on the accelerator (47 MB for MNIST train)
+    val_batch_size: int = 500
+    img_size: int = II("model.img_size")
+    value_range: str = II("model.output")
+    d_steps: int = II("step_ratio.d_steps")
+    seed: int = II("seed")
+
+
+@dataclass
+class TrainerConfig:
+    """The Lightning Trainer arguments we use; add others with `+trainer.key=value`."""
+
+    _target_: str = "lightning.Trainer"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_epochs: int = 20
+    max_steps: int = -1  # counts optimizer steps: (d_steps + g_steps) per batch
+    max_time: Any = None
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = 1
+    num_sanity_val_steps: int = 0  # the metrics need a trained G; nothing to sanity-check
+    log_every_n_steps: int = 50
+    fast_dev_run: Any = False
+    deterministic: Any = False
+    benchmark: bool | None = None
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    enable_checkpointing: bool = True
+    use_distributed_sampler: bool = False  # the DataModule's sampler shards by rank itself
+    detect_anomaly: bool = False
+    profiler: Any = None
+    default_root_dir: str = II("paths.output_dir")
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = II("hydra:runtime.output_dir")  # the run folder: everything lands here
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    label_smoothing: LabelSmoothingConfig = field(default_factory=LabelSmoothingConfig)
+    step_ratio: StepRatioConfig = field(default_factory=StepRatioConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> {_target_: ..., ...}
+    logger: dict[str, Any] = field(default_factory=dict)  # name -> {_target_: ..., ...}
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+    ckpt_path: str | None = None  # resume from this checkpoint
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    optimized_metric: str = "val/fid"  # what a sweep's job returns to the sweeper
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore as `train_schema`."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+LOSSES = ("bce", "minimax", "lsgan", "hinge", "wgan_gp")
+TARGET_LOSSES = ("bce", "minimax", "lsgan")  # losses that use D's targets, hence smoothing
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SMOOTHING = ("none", "one_sided", "two_sided", "noisy")
+NOISE = ("normal", "uniform")
+
+
+def _check(ok: bool, key: str, value: Any, need: str) -> None:
+    if not ok:
+        raise GanError(f"{key}={value!r} is out of range: it must be {need}. Fix it with {key}=...")
+
+
+def validate(cfg: DictConfig | TrainConfig) -> None:
+    """Check value ranges and combinations the types alone cannot express."""
+    c = cfg
+    _check(c.optimizer.lr > 0, "optimizer.lr", c.optimizer.lr, "> 0")
+    _check(c.optimizer.d_lr_scale > 0, "optimizer.d_lr_scale", c.optimizer.d_lr_scale, "> 0")
+    for net in ("g", "d"):
+        spec = c.optimizer[net]
+        key = f"optimizer.{net}"
+        _check(spec.name in OPTIMIZERS, f"{key}.name", spec.name, f"one of {OPTIMIZERS}")
+        _check(spec.lr is None or spec.lr > 0, f"{key}.lr", spec.lr, "> 0 (or null)")
+        _check(len(spec.betas) == 2 and all(0 <= b < 1 for b in spec.betas), f"{key}.betas",
+               list(spec.betas), "two numbers in [0, 1)")  # fmt: skip
+        _check(spec.weight_decay >= 0, f"{key}.weight_decay", spec.weight_decay, ">= 0")
+    for k in ("clip_value", "clip_norm"):
+        v = c.optimizer[k]
+        _check(v is None or v > 0, f"optimizer.{k}", v, "> 0 (or null to turn clipping off)")
+    _check(c.loss.name in LOSSES, "loss.name", c.loss.name, f"one of {LOSSES}")
+    _check(c.loss.gp_weight >= 0, "loss.gp_weight", c.loss.gp_weight, ">= 0")
+    ls = c.label_smoothing
+    _check(ls.name in SMOOTHING, "label_smoothing.name", ls.name, f"one of {SMOOTHING}")
+    for k in ("real", "fake", "flip_prob"):
+        _check(0 <= ls[k] <= 1, f"label_smoothing.{k}", ls[k], "within [0, 1]")
+    _check(0 <= ls.noise <= 1, "label_smoothing.noise", ls.noise, "within [0, 1]")
+    _check(ls.real - ls.noise >= 0, "label_smoothing.noise", ls.noise,
+           "<= label_smoothing.real, so real targets stay within [0, 1]")  # fmt: skip
+    _check(ls.fake + ls.noise <= 1, "label_smoothing.noise", ls.noise,
+           "<= 1 - label_smoothing.fake, so fake targets stay within [0, 1]")  # fmt: skip
+    smoothing_on = ls.real != 1 or ls.fake != 0 or ls.noise > 0 or ls.flip_prob > 0
+    if smoothing_on and c.loss.name not in TARGET_LOSSES:
+        raise GanError(
+            f"label_smoothing={ls.name} changes D's targets, but loss={c.loss.name} has none "
+            f"(it scores raw logits). Use label_smoothing=none, or a loss with targets: "
+            f"{', '.join(TARGET_LOSSES)}."
+        )
+    _check(c.step_ratio.d_steps >= 1, "step_ratio.d_steps", c.step_ratio.d_steps, ">= 1")
+    _check(c.step_ratio.g_steps >= 1, "step_ratio.g_steps", c.step_ratio.g_steps, ">= 1")
+    _check(c.noise.dist in NOISE, "noise.dist", c.noise.dist, f"one of {NOISE}")
+    _check(c.noise.dim >= 1, "noise.dim", c.noise.dim, ">= 1")
+    _check(0 < c.ema.decay < 1, "ema.decay", c.ema.decay, "within (0, 1)")
+    _check(c.ema.every_n_steps >= 1, "ema.every_n_steps", c.ema.every_n_steps, ">= 1")
+    _check(c.guard.check_every_n >= 0, "guard.check_every_n", c.guard.check_every_n, ">= 0")
+    _check(c.guard.on_nonfinite in ("stop", "rollback"), "guard.on_nonfinite",
+           c.guard.on_nonfinite, "'stop' or 'rollback'")  # fmt: skip
+    _check(0 < c.guard.lr_factor < 1, "guard.lr_factor", c.guard.lr_factor, "within (0, 1)")
+    _check(c.metrics.num_samples >= 2, "metrics.num_samples", c.metrics.num_samples, ">= 2")
+    if c.metrics.enabled and c.data.val_size < 4:
+        raise GanError(
+            f"metrics.enabled=true needs held-out real images, but data.val_size="
+            f"{c.data.val_size}. Set data.val_size=1000 (the default), or metrics.enabled=false."
+        )
+    _check(c.data.batch_size >= 1, "data.batch_size", c.data.batch_size, ">= 1")
+    _check(c.data.val_size >= 0, "data.val_size", c.data.val_size, ">= 0")
+    _check(c.data.num_workers >= 0, "data.num_workers", c.data.num_workers, ">= 0")
+    _check(c.model.output in ("tanh", "sigmoid"), "model.output", c.model.output,
+           "'tanh' or 'sigmoid'")  # fmt: skip
+    _check(c.data.img_size in (28, 64), "data.img_size", c.data.img_size, "28 or 64")
+    if c.data.img_size != c.model.img_size:
+        raise GanError(
+            f"model={c.model.name} makes {c.model.img_size}x{c.model.img_size} images, but "
+            f"data.img_size={c.data.img_size}. Drop the data.img_size override (it follows the "
+            f"model), or pick a model for that size (model=dcgan64 for 64x64)."
+        )
+    if c.data.value_range != c.model.output:
+        raise GanError(
+            f"model={c.model.name} outputs {c.model.output} but data.value_range="
+            f"{c.data.value_range}: real and generated images would live in different ranges. "
+            f"Drop the data.value_range override; it follows model.output."
+        )
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A resolved plain-dict copy of a config node (for checkpoints and loggers)."""
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]

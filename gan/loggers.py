@@ -1,0 +1,101 @@
+"""Build the loggers of the `logger` config group, with W&B made safe to use anywhere.
+
+W&B never prompts: with `WANDB_MODE=offline`, or with no credentials (no
+`WANDB_API_KEY`, no `wandb login` entry in ~/.netrc), the run is written offline into the
+run folder and the `wandb sync` command that uploads it is printed at the end. In a Hydra
+sweep every job is its own W&B run, named after its overrides, and all jobs of one sweep
+share a `group` (the sweep folder's name). Each run is finished before the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger("gan.loggers")
+
+
+def wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline() -> bool:
+    """True when W&B must not (or cannot) talk to its servers."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    return mode in ("offline", "dryrun", "disabled") or not wandb_has_credentials()
+
+
+def _sweep_info() -> tuple[str | None, str | None]:
+    """(group, job name) inside a Hydra multirun, else (None, None)."""
+    if not HydraConfig.initialized():
+        return None, None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, None
+    sweep = Path(hc.sweep.dir)
+    group = f"{sweep.parent.name}_{sweep.name}"  # e.g. 2026-11-23_10-42-07
+    return group, hc.job.override_dirname or f"job{hc.job.num}"
+
+
+def build_loggers(nodes: DictConfig) -> list[Logger]:
+    loggers: list[Logger] = []
+    for key, node in nodes.items():
+        if not node:
+            continue
+        if node.get("_target_", "").endswith("WandbLogger"):
+            node = _wandb_node(node)
+        loggers.append(instantiate(node))
+        log.debug("logger %s ready", key)
+    return loggers
+
+
+def _wandb_node(node: DictConfig) -> DictConfig:
+    node = node.copy()
+    group, name = _sweep_info()
+    with open_dict(node):
+        if node.get("group") is None and group is not None:
+            node.group = group
+        if node.get("name") is None and name is not None:
+            node.name = name
+        latest = Path(str(node.get("save_dir") or ".")) / "wandb" / "latest-run"
+        found = (
+            re.search(r"run-\d{8}_\d{6}-([a-z0-9]+)", latest.resolve().name)
+            if latest.exists()
+            else None
+        )
+        if node.get("id") is None and found:  # a resumed run: log to the same W&B run
+            node.id = found.group(1)  # [offline-]run-<date>_<time>-<id>[-<n> when names clash]
+            node.resume = "allow"
+        if wandb_offline():
+            node.offline = True
+            os.environ.setdefault("WANDB_MODE", "offline")
+            log.info("W&B runs offline (WANDB_MODE=offline or no credentials)")
+    return node
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close W&B runs, so the next sweep job starts a fresh one; say how to upload offline runs."""
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger) or logger._experiment is None:
+            continue
+        run: Any = logger.experiment
+        run_dir = Path(run.dir).parent  # <run>/wandb/offline-run-.../files -> its parent
+        offline = bool(getattr(run.settings, "_offline", False)) or run.settings.mode == "offline"
+        run.finish()
+        if offline:
+            log.info("W&B run saved offline; upload it with: wandb sync %s", run_dir)

@@ -1,0 +1,274 @@
+"""FID-like scores for MNIST GANs, with the project's own MNIST classifier as feature network.
+
+torchmetrics computes FID and KID; the feature network is the classifier of
+`gan.classifier` (its 128 penultimate activations instead of Inception's 2048 pool
+features), so nothing is downloaded and the features know digits. The classifier's logits
+give an Inception-Score-like "MNIST score" and the class statistics (coverage).
+
+    clf = load_or_train("data", split="train")            # cached after the first run
+    metrics = GanMetrics(clf).to(device)
+    floor = metrics.set_real(real)      # real (N, 1, 28, 28) in [0, 1]; once
+    scores = metrics.compute(to_unit_range(fake, "tanh")) # every few epochs
+
+Scores (all from one forward pass of the classifier over the fakes):
+    fid               Frechet distance between Gaussian fits of real and fake features.
+    kid               Kernel (polynomial MMD^2) distance, the mean over random subsets.
+    mnist_score       exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. 10 (sure and balanced).
+    coverage          digit classes holding at least `min_share` (2%) of the fakes' predictions.
+    coverage_entropy  entropy of the predicted-class histogram, nats (ln 10 = 2.30 when balanced).
+    class_share       (10,) share of the fakes predicted as each digit.
+
+FID and KID are biased upwards for small samples: compare runs at the same sample sizes,
+and read them against `set_real`'s floor (real vs real, two halves of the real set).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan.classifier import MNISTClassifier, freeze
+
+__all__ = ["ClassifierFeatures", "GanMetrics", "class_stats", "to_unit_range"]
+
+
+def to_unit_range(images: Tensor, output: str) -> Tensor:
+    """G's images in its output range ("tanh": [-1, 1], "sigmoid": [0, 1]) -> [0, 1], clamped."""
+    if output == "tanh":
+        return ((images + 1) / 2).clamp(0, 1)
+    if output == "sigmoid":
+        return images.clamp(0, 1)
+    raise ValueError(f"output={output!r}: expected 'tanh' or 'sigmoid'")
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block (no-op on other devices).
+
+    FID and KID after feature extraction are hundreds of tiny ops on (<=1000, 128)
+    matrices: threads cannot speed them up, and on a busy CPU every op of a 2-thread
+    pool can wait a whole scheduler time slice for its second thread (measured: KID 12 s
+    with 2 threads vs 0.04 s with 1, next to other jobs).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ClassifierFeatures(nn.Module):
+    """The classifier as torchmetrics' custom feature network: images -> (B, feature_dim).
+
+    `FrechetInceptionDistance(feature=ClassifierFeatures(clf))` (and KID) pass the images
+    of `update()` through unchanged: give float (B, 1, 28|64, 28|64) in [0, 1]. (`normalize`
+    does not matter: FID and KID only rescale images for their built-in Inception.)
+    `num_features` spares FID its probe with a dummy 3x299x299 image.
+
+    A 2-D input (B, feature_dim) is taken as features already extracted by the same
+    classifier and returned as is: `GanMetrics` extracts once and feeds FID and KID both.
+    """
+
+    def __init__(self, classifier: MNISTClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = classifier.feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            if x.shape[1] != self.num_features:
+                raise ValueError(
+                    f"features of shape {tuple(x.shape)}: expected (B, {self.num_features})"
+                )
+            return x
+        return self.classifier.features(x)
+
+
+def _quiet(make: Any, **kwargs: Any) -> Any:
+    """Build a torchmetrics metric without its 'saves all features in a buffer' warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        return make(**kwargs)
+
+
+def class_stats(logits: Tensor, min_share: float = 0.02) -> dict[str, Tensor]:
+    """What the classifier makes of a sample: logits (M, 10) -> 0-dim and (10,) float32 tensors.
+
+    `mnist_score`: the Inception Score formula exp(mean_x KL(p(y|x) || p(y))) on the softmax,
+    over all M samples at once (torchmetrics' InceptionScore with splits=1 gives the same).
+    `class_share` (10,): share of samples whose argmax is each digit. `coverage`: digits
+    with share >= `min_share` (a stray sample or two does not count a class as generated).
+    `coverage_entropy`: -sum share * ln(share), in nats; ln 10 = 2.303 for balanced classes.
+    """
+    logits = logits.float()
+    log_p = logits.log_softmax(dim=1)  # (M, 10) log p(y|x)
+    p = log_p.exp()  # (M, 10)
+    p_y = p.mean(dim=0)  # (10,) the marginal p(y)
+    kl = (p * (log_p - p_y.log())).sum(dim=1)  # (M,) KL(p(y|x) || p(y))
+    # one_hot, not bincount: bincount has no deterministic CUDA kernel
+    counts = F.one_hot(logits.argmax(dim=1), 10).sum(dim=0)  # (10,)
+    share = counts.float() / len(logits)  # (10,)
+    return {
+        "mnist_score": kl.mean().exp(),
+        "coverage": (share >= min_share).float().sum(),
+        "coverage_entropy": torch.special.entr(share).sum(),  # 0 ln 0 = 0
+        "class_share": share,
+    }
+
+
+class GanMetrics(nn.Module):
+    """FID, KID, MNIST score and class coverage of generated digits against real ones.
+
+    `set_real` once, then `compute` as often as wanted: the real statistics are kept,
+    the fake side is reset after each `compute`. Runs under no_grad, in float32 (autocast
+    off), on the device the module is on (`.to(device)`; inputs are moved there).
+
+    The classifier stays frozen and in eval mode. `state_dict()` is empty: a LightningModule
+    that holds a GanMetrics keeps neither the classifier (it lives in the cache) nor the
+    metric states in its checkpoints, and loading such a checkpoint leaves them as they are.
+    Each process computes on its own data (no cross-process sync).
+    """
+
+    def __init__(
+        self,
+        classifier: MNISTClassifier,
+        kid_subset_size: int = 100,  # KID's usual 1000 would exceed the ~1000 fakes per check
+        kid_subsets: int = 100,
+        min_share: float = 0.02,  # a class "covered" at >= 2% of the fakes (uniform is 10%)
+        batch_size: int = 500,  # images per forward pass: bounds the activations' memory
+    ) -> None:
+        super().__init__()
+        self.classifier = freeze(classifier)
+        self.features = ClassifierFeatures(self.classifier)
+        self.kid_subset_size = kid_subset_size
+        self.kid_subsets = kid_subsets
+        self.min_share = min_share
+        self.batch_size = batch_size
+        self.fid, self.kid = self._new_metrics()
+        self.num_real = 0  # real images in the cached statistics; 0 until set_real
+
+    def _new_metrics(self) -> tuple[FrechetInceptionDistance, KernelInceptionDistance]:
+        common = {"feature": self.features, "reset_real_features": False, "normalize": True,
+                  "sync_on_compute": False}  # fmt: skip
+        fid = _quiet(FrechetInceptionDistance, **common)
+        kid = _quiet(KernelInceptionDistance, subsets=self.kid_subsets,
+                     subset_size=self.kid_subset_size, **common)  # fmt: skip
+        device = self.classifier.head.weight.device
+        return fid.to(device), kid.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.classifier.head.weight.device
+
+    # ---- features --------------------------------------------------------------------
+
+    def _extract(self, images: Tensor, what: str) -> tuple[Tensor, Tensor]:
+        """Images (N, 1, S, S) in [0, 1] -> features (N, feature_dim), logits (N, 10), float32."""
+        if images.dim() != 4 or images.shape[1] != 1 or len(images) < 2:
+            raise ValueError(
+                f"{what} images of shape {tuple(images.shape)}: expected (N >= 2, 1, H, W)"
+            )
+        lo, hi = torch.aminmax(images.detach())
+        if lo < -1e-3 or hi > 1 + 1e-3:  # tanh outputs given as they are, most likely
+            raise ValueError(f"{what} images span [{lo:.3f}, {hi:.3f}], not [0, 1]: map them with "
+                             f"to_unit_range(images, output)")  # fmt: skip
+        feats, logits = [], []
+        for chunk in images.split(self.batch_size):
+            x = chunk.to(self.device, torch.float32, non_blocking=True)  # (b, 1, S, S)
+            f = self.classifier.features(x)  # (b, feature_dim)
+            feats.append(f)
+            logits.append(self.classifier.logits_from_features(f))  # (b, 10)
+        return torch.cat(feats), torch.cat(logits)
+
+    def _distances(
+        self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance, fake: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """FID and KID mean of `fake` features (M, F) against the real side of `fid`/`kid`."""
+        with _one_cpu_thread(fake.device):
+            fid.update(fake, real=False)
+            kid.update(fake, real=False)
+            n_real = int(fid.real_features_num_samples)
+            kid.subset_size = min(self.kid_subset_size, n_real, len(fake))  # KID: <= both sizes
+            # KID draws its subsets from the global CPU RNG: fix them, and leave it untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                kid_mean, _ = kid.compute()
+            return fid.compute(), kid_mean
+
+    # ---- the API ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def set_real(self, real: Tensor) -> dict[str, float]:
+        """Cache the real statistics of `real` (N, 1, S, S) in [0, 1]; return the floor.
+
+        The floor is FID and KID between two disjoint random halves of `real`: what a
+        perfect generator would score with N/2 samples. Calling again replaces the reals.
+        """
+        with torch.autocast(self.device.type, enabled=False):
+            feats, _ = self._extract(real, "real")  # (N, F)
+            n = len(feats)
+            if n < 4:
+                raise ValueError(f"set_real needs at least 4 real images, got {n}")
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(feats.device)
+            half_fid, half_kid = self._new_metrics()  # throwaway: the floor's own real side
+            half_fid.update(feats[perm[: n // 2]], real=True)
+            half_kid.update(feats[perm[: n // 2]], real=True)
+            fid_floor, kid_floor = self._distances(half_fid, half_kid, feats[perm[n // 2 :]])
+
+            self.fid, self.kid = self._new_metrics()  # drops earlier reals, if any
+            self.fid.update(feats, real=True)
+            self.kid.update(feats, real=True)
+            self.num_real = n
+        return {"fid_floor": float(fid_floor), "kid_floor": float(kid_floor)}
+
+    @torch.no_grad()
+    def compute(self, fake: Tensor) -> dict[str, Tensor]:
+        """Scores of `fake` (M, 1, S, S) in [0, 1] against the cached reals.
+
+        Returns 0-dim float32 tensors `fid`, `kid`, `mnist_score`, `coverage`,
+        `coverage_entropy` and `class_share` (10,), on the module's device.
+        """
+        if self.num_real == 0:
+            raise RuntimeError("GanMetrics.compute() before set_real(): no real statistics yet")
+        with torch.autocast(self.device.type, enabled=False):
+            feats, logits = self._extract(fake, "fake")  # (M, F), (M, 10)
+            try:
+                fid, kid = self._distances(self.fid, self.kid, feats)
+            finally:
+                self.fid.reset()  # the fake side only: reset_real_features=False
+                self.kid.reset()
+
+            stats = class_stats(logits, self.min_share)
+        return {"fid": fid.float(), "kid": kid.float(), **stats}
+
+    # ---- checkpoints -----------------------------------------------------------------
+
+    def state_dict(  # type: ignore[override]
+        self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
+    ) -> Any:
+        # Nothing to save: the classifier is cached on disk, the real statistics are
+        # rebuilt by set_real. Keeps checkpoints of a parent LightningModule small.
+        return OrderedDict() if destination is None else destination
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Checkpoints hold nothing of ours (see state_dict): offer the current tensors to
+        # the children, so that a strict load neither complains nor changes them.
+        own = nn.Module.state_dict(self, prefix=prefix, keep_vars=True)
+        for key, value in own.items():
+            state_dict.setdefault(key, value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,81 @@
+"""Network architectures: one module per family, each exporting `Generator` and `Discriminator`.
+
+Interface (the LightningModule relies on it):
+
+- `Generator(latent_dim: int = 100, **kwargs)`; class attributes `img_size` (28 or 64) and
+  `output` ("tanh" -> images in (-1, 1), "sigmoid" -> images in (0, 1)); stores
+  `self.latent_dim`. `forward(z)`: (B, latent_dim) -> (B, 1, img_size, img_size).
+- `Discriminator(**kwargs)`; class attribute `img_size`. `forward(x)`:
+  (B, 1, img_size, img_size) -> raw logits (B,), no sigmoid (the loss applies it).
+
+Every family-specific kwarg has a default, so `Generator()` / `Discriminator()` build the
+tutorial's network. Bad arguments and wrongly sized images raise `GanError`.
+
+Families: mlp (TensorFlow), dcgan (28x28 DCGAN), dcgan64 (DCGAN paper / MXNet),
+paddle (PaddlePaddle book), upsample (Keras, Atienza).
+"""
+
+from torch import Tensor, nn
+
+from gan.errors import GanError
+
+ARCHITECTURES = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN paper init for every layer under `module`: conv/linear weights ~ N(0, 0.02),
+    BatchNorm weights ~ N(1, 0.02), all biases 0. Call it once on the root module."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def check_latent_dim(latent_dim: int) -> None:
+    """Raise `GanError` unless the latent size is a positive int."""
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise GanError(
+            f"noise.dim must be a positive integer (got {latent_dim!r}); "
+            "set noise.dim=100 (the usual latent size) or any value >= 1"
+        )
+
+
+def check_positive(model: str, key: str, value: int) -> None:
+    """Raise `GanError` unless a width such as `base_channels` is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GanError(
+            f"model '{model}': model.{key} must be a positive integer (got {value!r}); "
+            f"set model.{key} to a value >= 1 or drop it to use the default"
+        )
+
+
+def check_dropout(model: str, p: float) -> None:
+    """Raise `GanError` unless the dropout probability lies in [0, 1)."""
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+        raise GanError(
+            f"model '{model}': model.dropout must be in [0, 1) (got {p!r}); "
+            "set e.g. model.dropout=0.4"
+        )
+
+
+def check_images(x: Tensor, img_size: int, model: str) -> None:
+    """Raise `GanError` unless `x` is a batch of 1-channel img_size x img_size images."""
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise GanError(
+            f"model '{model}' expects grayscale images of shape (B, 1, {img_size}, {img_size}) "
+            f"but got shape {tuple(x.shape)}"
+        )
+    h, w = x.shape[-2:]
+    if h != img_size or w != img_size:
+        msg = (
+            f"model '{model}' expects {img_size}x{img_size} images but got {h}x{w}; "
+            f"set data.img_size={img_size}"
+        )
+        alt = {28: "dcgan", 64: "dcgan64"}.get(h) if h == w else None
+        if alt is not None:
+            msg += f" or pick a {h}x{w} model such as model={alt}"
+        raise GanError(msg)

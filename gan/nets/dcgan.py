@@ -1,0 +1,62 @@
+"""DCGAN for 28x28 MNIST: the DCGAN paper's recipe (strided convs, BatchNorm, ReLU /
+LeakyReLU, N(0, 0.02) init) shrunk to two up/down-sampling stages, as in the PyTorch
+DCGAN tutorial adapted to MNIST.
+
+G: z (B, latent, 1, 1) -> 7x7 -> 14x14 -> 28x28, tanh.
+D: 28x28 -> 14x14 -> 7x7 -> logit.
+"""
+
+from torch import Tensor, nn
+
+from gan.nets import check_images, check_latent_dim, check_positive, init_dcgan_weights
+
+NAME = "dcgan"
+
+
+class Generator(nn.Module):
+    img_size: int = 28
+    output: str = "tanh"
+
+    def __init__(self, latent_dim: int = 100, base_channels: int = 64) -> None:
+        super().__init__()
+        check_latent_dim(latent_dim)
+        check_positive(NAME, "base_channels", base_channels)
+        self.latent_dim = latent_dim
+        ch = base_channels
+        self.net = nn.Sequential(
+            # bias=False: the BatchNorm that follows has its own shift
+            nn.ConvTranspose2d(latent_dim, 4 * ch, 7, 1, 0, bias=False),  # (B, 4ch, 7, 7)
+            nn.BatchNorm2d(4 * ch),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1, bias=False),  # (B, 2ch, 14, 14)
+            nn.BatchNorm2d(2 * ch),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * ch, 1, 4, 2, 1),  # (B, 1, 28, 28)
+            nn.Tanh(),
+        )
+        init_dcgan_weights(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z.view(z.size(0), -1, 1, 1))  # (B, 1, 28, 28)
+
+
+class Discriminator(nn.Module):
+    img_size: int = 28
+
+    def __init__(self, base_channels: int = 64) -> None:
+        super().__init__()
+        check_positive(NAME, "base_channels", base_channels)
+        ch = base_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, ch, 4, 2, 1),  # (B, ch, 14, 14); no BN on the input layer (paper)
+            nn.LeakyReLU(0.2),  # 0.2: the DCGAN paper's slope
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=False),  # (B, 2ch, 7, 7)
+            nn.BatchNorm2d(2 * ch),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ch, 1, 7, 1, 0),  # (B, 1, 1, 1)
+        )
+        init_dcgan_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x, self.img_size, NAME)
+        return self.net(x).view(-1)  # (B,) logits

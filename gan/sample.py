@@ -1,0 +1,312 @@
+"""Draw images from a trained generator, rebuilt from its checkpoint alone.
+
+    python -m gan.sample ckpt=outputs/2024-05-01/12-00-00/checkpoints/last.ckpt
+    python -m gan.sample ckpt=last.ckpt n=16 nrow=4 seed=3 out=digits.png
+    python -m gan.sample ckpt=last.ckpt format=png out=digits/        # digits/000.png, ...
+    python -m gan.sample ckpt=last.ckpt format=pt n=10000 out=fakes.pt  # (n, 1, H, W) in [0, 1]
+    python -m gan.sample ckpt=last.ckpt interpolate=true n=8 steps=12 spherical=true
+
+Options (key=value, Hydra style; an unknown key is an error):
+    ckpt         a checkpoint written by `python -m gan.train` (required)
+    n            images to draw, or walks with interpolate=true (64)
+    out          where to write (samples.png; samples/ for format=png, samples.pt for format=pt)
+    format       grid: one PNG grid | png: one PNG per image in the folder `out` |
+                 pt: a tensor file of the images, float32 (N, 1, H, W) in [0, 1]
+    nrow         images per grid row (ceil(sqrt(n)); `steps` with interpolate=true)
+    seed         seed of the latent vectors: the same seed gives the same images (0)
+    interpolate  true: `n` rows of `steps` images walking from one latent point to another
+    steps        images per walk (10)
+    spherical    true: walk along the sphere (slerp) instead of the straight line
+    ema          true: the EMA weights (an error if the run kept none); false: G itself;
+                 null (the default): the EMA weights when the checkpoint has them
+
+The config is read from the checkpoint's hyperparameters; nothing else is needed. Images
+are written through a temp file and a rename, so a reader never sees half a file. Errors
+print one `error: ...` line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import pickle
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gan.errors import GanError
+
+if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
+    from torch import Tensor
+
+    from gan.module import GAN
+
+FORMATS = ("grid", "png", "pt")
+DEFAULT_OUT = {"grid": "samples.png", "png": "samples", "pt": "samples.pt"}
+HINT = "Pass ckpt=<run>/checkpoints/last.ckpt, a file written by `python -m gan.train`"
+
+
+@dataclass
+class SampleConfig:
+    """The options of `python -m gan.sample`; see the module docstring."""
+
+    ckpt: str = MISSING
+    n: int = 64
+    out: str | None = None  # None: DEFAULT_OUT[format]
+    format: str = "grid"
+    nrow: int | None = None
+    seed: int = 0
+    interpolate: bool = False
+    steps: int = 10
+    spherical: bool = False
+    ema: bool | None = None
+
+
+OPTIONS = tuple(SampleConfig.__dataclass_fields__)
+
+
+# ---- arguments -------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str]) -> DictConfig:
+    """key=value arguments -> a typed, checked SampleConfig node (GanError on any mistake)."""
+    given: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise GanError(
+                f"argument {arg!r} is not key=value: write e.g. `python -m gan.sample "
+                f"ckpt=last.ckpt n=16` (options: {', '.join(OPTIONS)})."
+            )
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, OPTIONS, n=1)
+            guess = f"did you mean {close[0]}=? " if close else ""
+            raise GanError(f"unknown option {key!r}: {guess}the options are {', '.join(OPTIONS)}.")
+        given[key] = value
+    cfg = OmegaConf.structured(SampleConfig)
+    for key, value in given.items():
+        try:  # one at a time, so the message names the culprit
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+        except OmegaConfBaseException as e:
+            kind = SampleConfig.__dataclass_fields__[key].type
+            raise GanError(f"{key}={value!r} is invalid: it must be of type {kind}.") from e
+    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
+        raise GanError(f"no checkpoint given (ckpt=...). {HINT}.")
+    if cfg.format not in FORMATS:
+        raise GanError(f"format={cfg.format!r} is unknown: use one of {', '.join(FORMATS)}.")
+    if cfg.n < 1:
+        raise GanError(f"n={cfg.n} is invalid: it must be >= 1.")
+    if cfg.nrow is not None and cfg.nrow < 1:
+        raise GanError(f"nrow={cfg.nrow} is invalid: it must be >= 1 (or null for the default).")
+    if cfg.steps < 2:
+        raise GanError(f"steps={cfg.steps} is invalid: a walk needs >= 2 images.")
+    if not cfg.interpolate and ({"steps", "spherical"} & given.keys()):
+        raise GanError("steps= and spherical= shape a latent walk: add interpolate=true.")
+    if cfg.out is None or cfg.out == "":
+        cfg.out = DEFAULT_OUT[cfg.format]
+    return cfg
+
+
+def check_out(out: Path, fmt: str) -> None:
+    """Fail early (before loading anything) when `out` cannot be written."""
+    if fmt == "png" and out.is_file():
+        raise GanError(
+            f"out={out} is a file, but format=png writes a folder of PNGs: pass a folder, "
+            f"e.g. out={out.with_suffix('')}/."
+        )
+    if fmt != "png" and out.is_dir():
+        raise GanError(
+            f"out={out} is a folder, but format={fmt} writes one file: pass a file name, "
+            f"e.g. out={out / DEFAULT_OUT[fmt]}."
+        )
+    folder = out if fmt == "png" else out.parent
+    existing = folder.absolute()
+    while not existing.exists():  # the folders we would create start below this one
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise GanError(
+            f"cannot write {out}: {existing} is not a writable folder. Pick another out=..."
+        )
+
+
+# ---- the checkpoint --------------------------------------------------------------------
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+
+
+def check_ckpt(path: Path) -> None:
+    """GanError unless `path` is an existing file."""
+    if not path.exists():
+        raise GanError(f"checkpoint {path} does not exist. {HINT}.")
+    if path.is_dir():
+        found = [p for p in (path / "last.ckpt", path / "checkpoints" / "last.ckpt") if p.is_file()]
+        hint = f"Pass ckpt={found[0]}" if found else HINT
+        raise GanError(f"ckpt={path} is a folder, not a checkpoint file. {hint}.")
+
+
+def load_gan(path: Path) -> GAN:
+    """Rebuild the GAN (on the CPU, eval mode) from a checkpoint's hyperparameters and weights.
+
+    GanError when the file is missing, is not a torch checkpoint, or is not one of this
+    project's (no `hyper_parameters.model`, or weights that do not fit the model).
+    """
+    check_ckpt(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise GanError(f"cannot read {path} ({e.strerror or e}). {HINT}.") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a legacy pickle
+        raise GanError(
+            f"{path} is not a checkpoint: it is not a file written by torch.save (a text file?). "
+            f"{HINT}."
+        )
+
+    import torch
+
+    try:  # weights_only: a checkpoint is data; nothing in it runs code when loaded
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # a pickle of objects beyond tensors and plain values
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" such as {found.group(1)}" if found else ""
+        raise GanError(
+            f"{path} is not a checkpoint of this project: it holds Python objects{what}, which "
+            f"are not loaded (unpickling them could run code). {HINT}."
+        ) from None
+    except Exception as e:  # truncated or corrupt: all the same to the user
+        raise GanError(
+            f"{path} is not a readable checkpoint: torch.load failed ({_first_line(e)}). {HINT}."
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise GanError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint. {HINT}.")
+    hparams = ckpt.get("hyper_parameters")
+    if "state_dict" not in ckpt or not isinstance(hparams, dict) or "model" not in hparams:
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            what = "a plain state_dict (weights without the config to build the model)"
+        elif "state_dict" in ckpt:
+            what = "a Lightning checkpoint of another module (no hyper_parameters.model)"
+        else:
+            keys = ", ".join(map(str, list(ckpt)[:4])) or "nothing"
+            what = f"a dict with keys {keys}, not a Lightning checkpoint"
+        raise GanError(f"{path} is not a checkpoint of this project: it is {what}. {HINT}.")
+
+    from gan.module import GAN
+
+    try:
+        module = GAN(**hparams)
+    except GanError:
+        raise
+    except Exception as e:  # unknown _target_, unexpected keys: written by other code
+        raise GanError(
+            f"{path} is not a checkpoint this version can rebuild: its hyper_parameters fail "
+            f"({_first_line(e)}). {HINT}."
+        ) from None
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise GanError(
+            f"{path} is not a checkpoint of this project: its weights do not fit the model its "
+            f"hyper_parameters describe ({_first_line(e)}). {HINT}."
+        ) from None
+    module.on_load_checkpoint(ckpt)
+    return module.eval()
+
+
+# ---- sampling --------------------------------------------------------------------------
+
+
+def draw(module: GAN, cfg: DictConfig) -> Tensor:
+    """The images, float32 (N, C, H, W) in [0, 1]: n samples, or n walks of `steps` images."""
+    import torch
+
+    from gan.callbacks import generate, lerp, slerp, value_range
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.interpolate:
+        z0, z1 = module.sample_z(cfg.n, generator=gen), module.sample_z(cfg.n, generator=gen)
+        t = torch.linspace(0, 1, cfg.steps)  # (steps,)
+        z = (slerp if cfg.spherical else lerp)(z0, z1, t).flatten(0, 1)  # (n * steps, D)
+    else:
+        z = module.sample_z(cfg.n, generator=gen)  # (n, D)
+    images = generate(module, z, ema=cfg.ema)  # (N, C, H, W) in G's range
+    lo, hi = value_range(module)
+    return ((images - lo) / (hi - lo)).clamp_(0, 1).cpu()
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write(images: Tensor, cfg: DictConfig) -> Path:
+    """Write images (N, C, H, W) in [0, 1] as cfg.format says; returns what was written."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from gan.callbacks import save_png
+
+    out = Path(cfg.out).expanduser()
+    try:
+        if cfg.format == "grid":
+            nrow = cfg.nrow or (cfg.steps if cfg.interpolate else math.ceil(math.sqrt(cfg.n)))
+            save_png(make_grid(images, nrow=nrow), out)  # padding 2, as make_grid's default
+        elif cfg.format == "png":
+            out.mkdir(parents=True, exist_ok=True)
+            width = max(3, len(str(len(images) - 1)))
+            for i, image in enumerate(images):
+                save_png(image, out / f"{i:0{width}d}.png")
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _tmp(out)
+            try:
+                torch.save(images.contiguous(), tmp)
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise GanError(f"cannot write {out} ({e.strerror or e}): pick another out=...") from None
+    return out
+
+
+def sample(cfg: DictConfig) -> Path:
+    """Load the checkpoint, draw, write; returns the path written."""
+    out = Path(cfg.out).expanduser()
+    ckpt = Path(cfg.ckpt).expanduser()
+    check_ckpt(ckpt)  # both before loading anything: fail in a blink
+    check_out(out, cfg.format)
+    module = load_gan(ckpt)
+    if cfg.ema and module.ema_generator is None:
+        raise GanError(
+            f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
+            f"drop ema=true, or train with ema.enabled=true."
+        )
+    return write(draw(module, cfg), cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> Path | None:
+    """The command line: parse key=value arguments, sample; GanError -> `error: ...`, exit 1."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(__doc__)
+        return None
+    try:
+        cfg = parse(args)
+        path = sample(cfg)
+    except GanError as err:
+        raise SystemExit(f"error: {err}") from None
+    count = cfg.n * (cfg.steps if cfg.interpolate else 1)
+    print(f"wrote {count} images to {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

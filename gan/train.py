@@ -1,0 +1,155 @@
+"""Train a GAN on MNIST.
+
+    python -m gan.train                                   # DCGAN, the defaults
+    python -m gan.train model=mlp step_ratio=d1g2 trainer.max_epochs=5
+    python -m gan.train -m optimizer.lr=1e-4,2e-4,4e-4    # a sweep into multirun/
+
+Compose the config (conf/train.yaml, checked against gan/config.py), seed, instantiate
+the datamodule, the module, callbacks, loggers and trainer, fit, and return the metric
+that sweeps optimize (`optimized_metric`). Everything a run makes lands in its Hydra
+run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gan.classifier import load_or_train
+from gan.config import register, to_dict, validate
+from gan.errors import GanError
+from gan.faults import AtomicCheckpointIO, check_resume_checkpoint, check_writable
+from gan.loggers import build_loggers, finish_loggers
+from gan.module import GAN
+
+log = logging.getLogger("gan.train")
+register()
+
+# The config nodes that are the GAN's constructor arguments (saved in every checkpoint).
+MODULE_GROUPS = ("model", "optimizer", "loss", "label_smoothing", "step_ratio", "noise", "ema",
+                 "guard", "metrics", "perf")  # fmt: skip
+
+
+def check_accelerator(accelerator: str) -> None:
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise GanError(
+            f"trainer.accelerator={accelerator} but this machine has no usable GPU "
+            f"(torch.cuda.is_available() is False). Use trainer.accelerator=cpu, or "
+            f"trainer.accelerator=auto to take a GPU only when there is one."
+        )
+
+
+def resume_into_run_folder(cfg: DictConfig) -> None:
+    """`ckpt_path=<run folder>` or `<run>/checkpoints/*.ckpt`: continue in that run folder."""
+    if not cfg.ckpt_path or cfg.ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    path = Path(cfg.ckpt_path)
+    if path.is_dir():  # a run folder: its last checkpoint
+        path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise GanError(f"ckpt_path={cfg.ckpt_path} is a folder without checkpoints/last.ckpt; "
+                           f"point ckpt_path at a .ckpt file or at a run folder that has one.")  # fmt: skip
+    run = path.parent.parent
+    with open_dict(cfg):
+        cfg.ckpt_path = str(path)
+        if path.parent.name == "checkpoints" and (run / "config.yaml").is_file():
+            cfg.paths.output_dir = str(run)  # the same folder: checkpoints, images, logs, W&B run
+            log.info("resuming %s into its run folder %s", path, run)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit one run; return the value of `cfg.optimized_metric` (None if never logged)."""
+    validate(cfg)
+    check_accelerator(cfg.trainer.accelerator)
+    check_writable(cfg.paths.output_dir)
+    if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
+        check_resume_checkpoint(cfg.ckpt_path, to_dict(cfg.model), ema=cfg.ema.enabled)
+    resume_into_run_folder(cfg)
+    mc = cfg.callbacks.get("model_checkpoint")
+    if mc and not cfg.metrics.enabled and mc.get("monitor") == "val/fid":
+        with open_dict(cfg):  # no scores: keep the latest checkpoint instead of the best
+            mc.monitor = None
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)  # the resolved config, for humans
+
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
+        m = cfg.metrics
+        load_or_train(m.root, m.split, m.download, max_epochs=m.classifier_epochs)
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    module = GAN(**{group: to_dict(cfg[group]) for group in MODULE_GROUPS})
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    if not cfg.trainer.enable_progress_bar:  # the switch wins over callbacks.progress_bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    loggers = build_loggers(cfg.logger)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(to_dict(cfg))
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    finally:
+        finish_loggers(loggers)
+
+    value = trainer.callback_metrics.get(cfg.optimized_metric)
+    log.info("run folder: %s", out)
+    return None if value is None else float(value)
+
+
+def write_result(cfg: DictConfig, status: str, value: float | None, seconds: float,
+                 error: str | None = None) -> None:  # fmt: skip
+    """`<run>/result.json`: how the run ended, for `gan.report` and for people."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"status": status, "metric": cfg.optimized_metric, "value": value,
+              "seconds": round(seconds, 2), "error": error}  # fmt: skip
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal."""
+    start = time.perf_counter()
+    try:
+        value = train(cfg)
+    except Exception as err:  # noqa: BLE001 - every failure is recorded before it surfaces
+        write_result(
+            cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
+        )
+        if in_sweep():
+            log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+            return float("inf")  # ranks last for a minimizing sweeper
+        if isinstance(err, GanError):
+            raise SystemExit(f"error: {err}") from None
+        raise
+    status = "diverged" if value is not None and not math.isfinite(value) else "ok"
+    if value is None:
+        log.warning("%s was never logged: nothing for a sweeper to rank", cfg.optimized_metric)
+        status = "no-metric"
+    write_result(cfg, status, value, time.perf_counter() - start)
+    if status != "ok" and in_sweep():
+        return float("inf")  # a sweeper ranks it last instead of crashing
+    return value
+
+
+if __name__ == "__main__":
+    main()

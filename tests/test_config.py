@@ -1,0 +1,132 @@
+"""Unit tests of the config tree: every option composes and instantiates, bad input fails early."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from gan.config import to_dict, validate
+from gan.errors import GanError
+from gan.module import GAN
+from tests.conftest import CONF
+
+MakeCfg = Callable[..., DictConfig]
+GROUPS = [p.name for p in sorted(CONF.iterdir()) if p.is_dir()]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_documented_group_exists() -> None:
+    assert set(GROUPS) >= {
+        "model", "optimizer", "loss", "label_smoothing", "step_ratio", "noise",
+        "data", "trainer", "callbacks", "logger", "experiment",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_instantiates(make_cfg: MakeCfg, group: str, option: str) -> None:
+    cfg = make_cfg(f"{group}={option}")
+    validate(cfg)
+    module = GAN(
+        **{
+            k: to_dict(cfg[k])
+            for k in ("model", "optimizer", "loss", "label_smoothing", "step_ratio", "noise")
+        }
+    )
+    z = module.sample_z(2)
+    assert z.shape == (2, cfg.noise.dim)
+    assert module(z).shape == (2, 1, cfg.model.img_size, cfg.model.img_size)
+    assert len(module.configure_optimizers()) == 2
+    assert instantiate(cfg.data).batch_size == cfg.data.batch_size
+    for node in (*cfg.callbacks.values(), *cfg.logger.values()):
+        assert instantiate(node) is not None
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_group_scalars_stay_overridable(make_cfg: MakeCfg) -> None:
+    cfg = make_cfg("step_ratio=d1g2", "step_ratio.d_steps=5", "label_smoothing=one_sided",
+                   "label_smoothing.real=0.8", "noise.dim=16")  # fmt: skip
+    assert (cfg.step_ratio.d_steps, cfg.step_ratio.g_steps) == (5, 2)
+    assert cfg.label_smoothing.real == 0.8
+    assert cfg.model.generator.latent_dim == 16  # the latent size is set in one place
+    assert cfg.data.d_steps == 5  # the DataModule hands over one real chunk per D step
+
+
+def test_model_choice_sets_data_range_and_size(make_cfg: MakeCfg) -> None:
+    cfg = make_cfg("model=upsample")
+    assert cfg.data.value_range == "sigmoid"
+    cfg = make_cfg("model=dcgan64")
+    assert cfg.data.img_size == 64
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "needle"),
+    [
+        ("step_ratio.d_steps=two", ValidationError, "step_ratio.d_steps"),
+        ("data.batch_size=abc", ValidationError, "data.batch_size"),
+        ("optimizer.lrr=1", ConfigKeyError, "lrr"),
+        ("model=foo", ConfigCompositionException, "model/foo"),
+    ],
+)
+def test_type_and_key_errors_fail_at_compose(
+    make_cfg: MakeCfg, override: str, error: type, needle: str
+) -> None:
+    with pytest.raises((error, ConfigCompositionException)) as info:
+        make_cfg(override)
+    assert needle in str(info.value) + str(info.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["optimizer.lr=-1"], "optimizer.lr"),
+        (["optimizer.lr=0"], "optimizer.lr"),
+        (["data.batch_size=0"], "data.batch_size"),
+        (["step_ratio.d_steps=0"], "step_ratio.d_steps"),
+        (["step_ratio.g_steps=0"], "step_ratio.g_steps"),
+        (["label_smoothing.real=1.5"], "label_smoothing.real"),
+        (["label_smoothing.fake=-0.1"], "label_smoothing.fake"),
+        (
+            ["label_smoothing=noisy", "label_smoothing.noise=0.95", "label_smoothing.real=0.9"],
+            "label_smoothing.noise",
+        ),
+        (["noise.dim=0"], "noise.dim"),
+        (["noise.dist=gaussian"], "noise.dist"),
+        (["loss=hinge", "label_smoothing=one_sided"], "label_smoothing=none"),
+        (["model=dcgan", "data.img_size=64"], "data.img_size"),
+        (["model=upsample", "data.value_range=tanh"], "data.value_range"),
+        (["optimizer.g.name=adamw"], "optimizer.g.name"),
+        (["optimizer.clip_value=0"], "optimizer.clip_value"),
+    ],
+)
+def test_out_of_range_values_name_the_key(
+    make_cfg: MakeCfg, overrides: list[str], needle: str
+) -> None:
+    with pytest.raises(GanError, match=needle.replace(".", r"\.")):
+        validate(make_cfg(*overrides))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gan.train", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(CONF.parent)},
+    )  # fmt: skip
+
+
+def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
+    res = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}/run", cwd=CONF.parent)
+    assert res.returncode != 0
+    assert "optimizer.lr" in res.stderr and "> 0" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("step_ratio.d_steps=two", f"hydra.run.dir={tmp_path}/run2", cwd=CONF.parent)
+    assert res.returncode != 0
+    assert "step_ratio.d_steps" in res.stderr and "Traceback" not in res.stderr

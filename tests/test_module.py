@@ -1,0 +1,134 @@
+"""Unit tests of the LightningModule: the D:G schedule, step counts, clipping, forward."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from gan.config import to_dict
+from gan.module import GAN
+from gan.train import MODULE_GROUPS
+
+MakeCfg = Callable[..., DictConfig]
+
+
+def build(cfg: DictConfig) -> tuple[GAN, L.LightningDataModule]:
+    return GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS}), instantiate(cfg.data)
+
+
+def fit(module: GAN, dm: L.LightningDataModule, batches: int, tmp_path: str) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    return trainer
+
+
+def adam_steps(opt: torch.optim.Optimizer) -> int:
+    """How many times this optimizer really stepped (Adam counts it per parameter)."""
+    steps = {int(s["step"]) for s in opt.state.values()}
+    assert len(steps) == 1
+    return steps.pop()
+
+
+@pytest.mark.parametrize(("ratio", "d", "g"), [("d1g1", 1, 1), ("d1g2", 1, 2), ("d5g1", 5, 1)])
+def test_exact_optimizer_step_counts(
+    make_cfg: MakeCfg, tmp_path, ratio: str, d: int, g: int
+) -> None:
+    # 64 tiny images, 4 per D step: d5g1 needs 20 per batch, so 3 batches fit
+    module, dm = build(
+        make_cfg("model=mlp", f"step_ratio={ratio}", "data.batch_size=4", "data.val_size=0")
+    )
+    seen: list[torch.Tensor] = []
+    d_step = module.d_step
+    module.d_step = lambda real, opt, **kw: (seen.append(real.clone()), d_step(real, opt, **kw))[1]  # type: ignore[method-assign]
+    trainer = fit(module, dm, batches=3, tmp_path=str(tmp_path))
+    opt_g, opt_d = (o.optimizer for o in module.optimizers())
+    assert adam_steps(opt_d) == 3 * d
+    assert adam_steps(opt_g) == 3 * g
+    assert module.iteration == 3
+    assert trainer.global_step == 3 * (d + g)  # Lightning counts every optimizer step
+    assert float(trainer.callback_metrics["train/iteration"]) == 3.0
+    # each D update saw a fresh batch of real images, never the same one again
+    assert len(seen) == 3 * d
+    assert all(x.shape[0] == 4 for x in seen)
+    flat = torch.stack([x.flatten() for x in seen])
+    assert torch.cdist(flat, flat).add(torch.eye(len(seen)) * 1e9).min() > 0
+
+
+def test_d_and_g_steps_update_only_their_own_network(make_cfg: MakeCfg) -> None:
+    module, _ = build(make_cfg("model=mlp"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    module.trainer = trainer
+    opt_g, opt_d = module.configure_optimizers()
+    trainer.strategy.optimizers = [opt_g, opt_d]  # what toggle_optimizer looks up
+    g0 = [p.clone() for p in module.generator.parameters()]
+    d0 = [p.clone() for p in module.discriminator.parameters()]
+
+    class Opt:  # stands in for Lightning's wrapper around the raw optimizer
+        def __init__(self, opt: torch.optim.Optimizer) -> None:
+            self.optimizer = opt
+            self.step, self.zero_grad = opt.step, opt.zero_grad
+            self.param_groups = opt.param_groups
+
+    module.d_step(torch.rand(8, 1, 28, 28) * 2 - 1, Opt(opt_d))
+    assert all(torch.equal(a, b) for a, b in zip(g0, module.generator.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(d0, module.discriminator.parameters()))
+    d1 = [p.clone() for p in module.discriminator.parameters()]
+    module.g_step(8, Opt(opt_g))
+    assert all(torch.equal(a, b) for a, b in zip(d1, module.discriminator.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(g0, module.generator.parameters()))
+
+
+def test_gradient_clipping_by_value_is_applied(make_cfg: MakeCfg, tmp_path) -> None:
+    cfg = make_cfg("model=mlp", "optimizer=sgd", "optimizer.lr=1.0", "optimizer.clip_value=1e-3",
+                   "optimizer.g.momentum=0", "optimizer.d.momentum=0")  # fmt: skip
+    module, dm = build(cfg)
+    before = [p.clone() for p in module.discriminator.parameters()]
+    fit(module, dm, batches=1, tmp_path=str(tmp_path))
+    # plain SGD with lr 1: each weight moves by its clipped gradient, at most 1e-3
+    moved = max(
+        (a - b).abs().max().item() for a, b in zip(before, module.discriminator.parameters())
+    )
+    assert 0 < moved <= 1e-3 + 1e-7
+
+
+def test_optimizer_settings_reach_torch(make_cfg: MakeCfg) -> None:
+    module, _ = build(make_cfg("optimizer=adam_ttur"))
+    opt_g, opt_d = module.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(4e-4)
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.999)
+    module, _ = build(make_cfg("optimizer=rmsprop"))
+    assert all(isinstance(o, torch.optim.RMSprop) for o in module.configure_optimizers())
+
+
+@pytest.mark.parametrize("dist", ["normal", "uniform"])
+def test_noise_distribution(make_cfg: MakeCfg, dist: str) -> None:
+    module, _ = build(make_cfg(f"noise={dist}", "noise.dim=32"))
+    z = module.sample_z(4096)
+    assert z.shape == (4096, 32)
+    if dist == "uniform":
+        assert z.min() >= -1 and z.max() <= 1 and z.std().item() == pytest.approx(3**-0.5, abs=0.01)
+    else:
+        assert z.min() < -3 and z.std().item() == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fake_saves_one_generator_pass(make_cfg: MakeCfg, tmp_path, reuse: bool) -> None:
+    cfg = make_cfg("model=mlp", f"perf.reuse_fake={str(reuse).lower()}", "metrics.enabled=false")
+    module, dm = build(cfg)
+    calls = []
+    module.generator.register_forward_hook(lambda *a: calls.append(1))
+    fit(module, dm, batches=3, tmp_path=str(tmp_path))
+    opt_g, opt_d = (o.optimizer for o in module.optimizers())
+    assert (adam_steps(opt_d), adam_steps(opt_g)) == (3, 3)  # the same updates either way
+    assert len(calls) == 3 * (1 if reuse else 2)  # d1g1: one G pass per iteration, not two
