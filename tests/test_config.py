@@ -30,6 +30,21 @@ def test_every_documented_group_exists() -> None:
     }  # fmt: skip
 
 
+ROOT = CONF.parent
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_no_source_or_config_file_is_git_ignored() -> None:
+    # A loose ignore rule (say `data/`, meant for downloads) would silently keep a config
+    # group like conf/data/ out of every clone; the fresh clone then cannot compose.
+    files = [str(p.relative_to(ROOT)) for d in ("conf", "gan", "tests", "bench", "docs")
+             for p in (ROOT / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
+    out = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT,
+                         input="\n".join(files), capture_output=True, text=True)  # fmt: skip
+    ignored = [f for f in out.stdout.splitlines() if not f.startswith("bench/recipes_runs")]
+    assert not ignored, f"git ignores files the project needs: {ignored}; fix .gitignore"
+
+
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_instantiates(make_cfg: MakeCfg, group: str, option: str) -> None:
     cfg = make_cfg(f"{group}={option}")
