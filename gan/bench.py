@@ -264,9 +264,6 @@ def epoch_overhead(
     res["overhead"] = res["defaults_epoch_s"] / res["bare_epoch_s"] - 1
     res["one_off_s"] = (res["defaults_run_s"] - res["bare_run_s"]
                         - epochs * (res["defaults_epoch_s"] - res["bare_epoch_s"]))  # fmt: skip
-    print(f"one dcgan epoch (batch 128): bare {res['bare_epoch_s']:.2f} s, with the default "
-          f"metrics, images and checkpoints {res['defaults_epoch_s']:.2f} s: "
-          f"+{100 * res['overhead']:.1f}% per epoch; {res['one_off_s']:.1f} s once per run")  # fmt: skip
     return res
 
 
