@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gan.errors import GanError
+from gan.errors import GanError, read_checkpoint
 
 log = logging.getLogger("gan.faults")
 
@@ -288,13 +288,6 @@ RESUME_HINT = (
 )
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    line = text[0] if text else ""
-    line = line if len(line) <= 100 else line[:100].rstrip() + "…"
-    return f"{type(err).__name__}: {line}" if line else type(err).__name__
-
-
 def _flatten(node: Any, prefix: str) -> dict[str, Any]:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
@@ -336,52 +329,11 @@ def check_resume_checkpoint(
         raise GanError(
             f"ckpt_path={path} is a folder without checkpoints/last.ckpt, not a checkpoint. {hint}."
         )
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise GanError(
-            f"cannot read ckpt_path={path} ({e.strerror or e}). {RESUME_HINT}."
-        ) from None
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a legacy pickle
-        raise GanError(
-            f"ckpt_path={path} is not a checkpoint: it is not a file written by torch.save "
-            f"(a text file?). {RESUME_HINT}."
-        )
-    import pickle
-
-    try:  # weights_only: what Lightning's own resume can load, and nothing in it runs code
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise GanError(
-            f"ckpt_path={path} is not a checkpoint of this project: it holds Python objects "
-            f"that are not loaded ({_first_line(e)}). {RESUME_HINT}."
-        ) from None
-    except Exception as e:  # truncated or corrupt: all the same to the user
-        raise GanError(
-            f"ckpt_path={path} is not a readable checkpoint: torch.load failed ({_first_line(e)}): "
-            f"the file is truncated or corrupt (a copy cut short?). Resume from another "
-            f"checkpoint of that run, e.g. its best_*.ckpt, or copy the file again."
-        ) from None
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if (
-        not isinstance(ckpt, dict)
-        or "state_dict" not in ckpt
-        or not isinstance(hparams, dict)
-        or not isinstance(hparams.get("model"), dict)
-    ):
-        if not isinstance(ckpt, dict):
-            what = f"a {type(ckpt).__name__}"
-        elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            what = "a plain state_dict (weights without their config or training state)"
-        elif "state_dict" in ckpt:
-            what = "a Lightning checkpoint of another module (no hyper_parameters.model)"
-        else:
-            keys = ", ".join(map(str, list(ckpt)[:4])) or "nothing"
-            what = f"a dict with keys {keys}, not a Lightning checkpoint"
-        raise GanError(
-            f"ckpt_path={path} is not a checkpoint of this project: it is {what}. {RESUME_HINT}."
-        )
+    ckpt = read_checkpoint(
+        path, f"ckpt_path={path}", RESUME_HINT,
+        "Resume from another checkpoint of that run, e.g. its best_*.ckpt, or copy the file again",
+    )  # fmt: skip
+    hparams = ckpt["hyper_parameters"]
     theirs, ours = hparams["model"], expected_model_cfg
     if theirs.get("name") != ours.get("name"):
         raise GanError(

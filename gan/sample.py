@@ -30,8 +30,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import pickle
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +39,7 @@ from typing import TYPE_CHECKING
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan.errors import GanError
+from gan.errors import GanError, first_line, read_checkpoint
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -139,11 +137,6 @@ def check_out(out: Path, fmt: str) -> None:
 # ---- the checkpoint --------------------------------------------------------------------
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
-
-
 def check_ckpt(path: Path) -> None:
     """GanError unless `path` is an existing file."""
     if not path.exists():
@@ -161,44 +154,8 @@ def load_gan(path: Path) -> GAN:
     project's (no `hyper_parameters.model`, or weights that do not fit the model).
     """
     check_ckpt(path)
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise GanError(f"cannot read {path} ({e.strerror or e}). {HINT}.") from None
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a legacy pickle
-        raise GanError(
-            f"{path} is not a checkpoint: it is not a file written by torch.save (a text file?). "
-            f"{HINT}."
-        )
-
-    import torch
-
-    try:  # weights_only: a checkpoint is data; nothing in it runs code when loaded
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # a pickle of objects beyond tensors and plain values
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        what = f" such as {found.group(1)}" if found else ""
-        raise GanError(
-            f"{path} is not a checkpoint of this project: it holds Python objects{what}, which "
-            f"are not loaded (unpickling them could run code). {HINT}."
-        ) from None
-    except Exception as e:  # truncated or corrupt: all the same to the user
-        raise GanError(
-            f"{path} is not a readable checkpoint: torch.load failed ({_first_line(e)}). {HINT}."
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise GanError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint. {HINT}.")
-    hparams = ckpt.get("hyper_parameters")
-    if "state_dict" not in ckpt or not isinstance(hparams, dict) or "model" not in hparams:
-        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            what = "a plain state_dict (weights without the config to build the model)"
-        elif "state_dict" in ckpt:
-            what = "a Lightning checkpoint of another module (no hyper_parameters.model)"
-        else:
-            keys = ", ".join(map(str, list(ckpt)[:4])) or "nothing"
-            what = f"a dict with keys {keys}, not a Lightning checkpoint"
-        raise GanError(f"{path} is not a checkpoint of this project: it is {what}. {HINT}.")
+    ckpt = read_checkpoint(path, str(path), HINT)
+    hparams = ckpt["hyper_parameters"]
 
     from gan.module import GAN
 
@@ -209,14 +166,14 @@ def load_gan(path: Path) -> GAN:
     except Exception as e:  # unknown _target_, unexpected keys: written by other code
         raise GanError(
             f"{path} is not a checkpoint this version can rebuild: its hyper_parameters fail "
-            f"({_first_line(e)}). {HINT}."
+            f"({first_line(e)}). {HINT}."
         ) from None
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except (RuntimeError, KeyError, TypeError) as e:
         raise GanError(
             f"{path} is not a checkpoint of this project: its weights do not fit the model its "
-            f"hyper_parameters describe ({_first_line(e)}). {HINT}."
+            f"hyper_parameters describe ({first_line(e)}). {HINT}."
         ) from None
     module.on_load_checkpoint(ckpt)
     return module.eval()

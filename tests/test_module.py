@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
 from gan.config import to_dict
@@ -21,12 +25,15 @@ def build(cfg: DictConfig) -> tuple[GAN, L.LightningDataModule]:
     return GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS}), instantiate(cfg.data)
 
 
-def fit(module: GAN, dm: L.LightningDataModule, batches: int, tmp_path: str) -> L.Trainer:
-    trainer = L.Trainer(
+def fit(
+    module: GAN, dm: L.LightningDataModule, batches: int, tmp_path: str, **trainer_kw: Any
+) -> L.Trainer:
+    kw = dict(
         accelerator="cpu", max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
     )  # fmt: skip
+    trainer = L.Trainer(**{**kw, **trainer_kw})
     trainer.fit(module, datamodule=dm)
     return trainer
 
@@ -49,7 +56,7 @@ def test_exact_optimizer_step_counts(
     seen: list[torch.Tensor] = []
     d_step = module.d_step
     module.d_step = lambda real, opt, **kw: (seen.append(real.clone()), d_step(real, opt, **kw))[1]  # type: ignore[method-assign]
-    trainer = fit(module, dm, batches=3, tmp_path=str(tmp_path))
+    trainer = fit(module, dm, batches=3, tmp_path=str(tmp_path), log_every_n_steps=3)
     opt_g, opt_d = (o.optimizer for o in module.optimizers())
     assert adam_steps(opt_d) == 3 * d
     assert adam_steps(opt_g) == 3 * g
@@ -61,6 +68,22 @@ def test_exact_optimizer_step_counts(
     assert all(x.shape[0] == 4 for x in seen)
     flat = torch.stack([x.flatten() for x in seen])
     assert torch.cdist(flat, flat).add(torch.eye(len(seen)) * 1e9).min() > 0
+
+
+def test_diagnostics_reach_the_logger_on_every_logging_step(make_cfg: MakeCfg, tmp_path) -> None:
+    # The five diagnostics are logged only on log_every_n_steps iterations (each self.log
+    # has a fixed cost); the logger must still get every one of them, fresh, on those steps.
+    module, dm = build(make_cfg("model=mlp", "data.batch_size=4", "data.val_size=0"))
+    logger = CSVLogger(str(tmp_path), name="csv")
+    trainer = fit(module, dm, batches=7, tmp_path=str(tmp_path), logger=logger, log_every_n_steps=3)
+    with open(Path(logger.log_dir) / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/d_loss")]
+    assert [int(r["step"]) for r in rows] == [2, 5]  # iterations 3 and 6, counted from 0
+    assert [float(r["train/iteration"]) for r in rows] == [3.0, 6.0]
+    for r in rows:
+        assert 0 <= float(r["train/d_real"]) <= 1 and 0 <= float(r["train/d_fake"]) <= 1
+        assert float(r["train/d_acc_real"]) in {i / 4 for i in range(5)}  # a share of 4 images
+    assert float(trainer.callback_metrics["train/iteration"]) == 6.0
 
 
 def test_d_and_g_steps_update_only_their_own_network(make_cfg: MakeCfg) -> None:

@@ -69,6 +69,26 @@ def test_dcgan_init(name: str) -> None:
                 assert m.bias.abs().max().item() == 0.0
 
 
+def test_paddle_nets_have_the_books_layers() -> None:
+    # PaddlePaddle book, network.py: G's deconvs take 128 channels and the first has no BN;
+    # D's convs are unpadded (28 -> 24 -> 12 -> 8 -> 4), so its fc sees 128 * 4 * 4 = 2048.
+    from torch import nn
+
+    from gan.nets import paddle
+
+    torch.manual_seed(0)
+    g, d = paddle.Generator(), paddle.Discriminator()
+    deconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [tuple(m.weight.shape) for m in deconvs] == [(128, 128, 5, 5), (128, 1, 5, 5)]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+    assert [m.out_features for m in g.modules() if isinstance(m, nn.Linear)] == [2048, 6272]
+    assert [m.in_features for m in d.modules() if isinstance(m, nn.Linear)] == [2048, 1024]
+    assert {m.negative_slope for m in d.modules() if isinstance(m, nn.LeakyReLU)} == {0.02}
+    fc = next(m for m in d.modules() if isinstance(m, nn.Linear))  # Xavier: U(-a, a)
+    bound = (6 / (fc.in_features + fc.out_features)) ** 0.5
+    assert fc.weight.abs().max().item() == pytest.approx(bound, rel=0.01)
+
+
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_wrong_image_size(name: str) -> None:
     _, d = build(name)

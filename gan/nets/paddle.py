@@ -1,9 +1,13 @@
 """The PaddlePaddle book's DCGAN for 28x28 MNIST (chapter 9, "Generative Adversarial
-Networks"): fully connected layers into two 5x5 transposed convs; conv + max-pool D.
+Networks", `network.py`): fully connected layers into two 5x5 transposed convs in G;
+two unpadded conv + max-pool blocks and fc 1024 in D.
 
-G: z -> fc 2048 -> fc 2ch*7*7 -> (B, 2ch, 7, 7) -> 14x14 -> 28x28, tanh.
-D: 28x28 -> conv + pool 14x14 -> conv + pool 7x7 -> fc 1024 -> logit.
-`base_channels=64` gives the book's widths (64 and 128 channels).
+G: z -> fc 2048 -> fc 2ch*7*7 -> (B, 2ch, 7, 7) -> deconv 14x14 -> deconv 28x28, tanh.
+D: 28x28 -> conv 24x24, pool 12x12 -> conv 8x8, pool 4x4 -> fc 1024 -> logit.
+`base_channels=64` gives the book's widths (64 and 128 channels). As in the book: BN and
+ReLU after both fc layers of G, ReLU without BN after its first deconv; LeakyReLU with
+Paddle's default slope 0.02 in D, BN after its second conv block and its fc layer; Xavier
+weights and zero biases (Fluid's defaults).
 """
 
 from torch import Tensor, nn
@@ -11,6 +15,15 @@ from torch import Tensor, nn
 from gan.nets import check_images, check_latent_dim, check_positive
 
 NAME = "paddle"
+
+
+def init_fluid_weights(module: nn.Module) -> None:
+    """Fluid's default init for every layer under `module`: Xavier-uniform weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class Generator(nn.Module):
@@ -21,33 +34,32 @@ class Generator(nn.Module):
         self,
         latent_dim: int = 100,
         base_channels: int = 64,
-        hidden: int = 2048,  # the book's first fc width
+        hidden: int = 2048,  # the book's first fc width (gfc_dim)
     ) -> None:
         super().__init__()
         check_latent_dim(latent_dim)
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
         self.latent_dim = latent_dim
-        ch = base_channels
+        ch = 2 * base_channels  # the book's gf_dim * 2 = 128 in both deconv inputs
         self.fc = nn.Sequential(
             nn.Linear(latent_dim, hidden, bias=False),  # (B, hidden); bias=False: BN follows
             nn.BatchNorm1d(hidden),
             nn.ReLU(True),
-            nn.Linear(hidden, 2 * ch * 7 * 7, bias=False),  # (B, 2ch*7*7)
-            nn.BatchNorm1d(2 * ch * 7 * 7),
+            nn.Linear(hidden, ch * 7 * 7, bias=False),  # (B, ch*7*7)
+            nn.BatchNorm1d(ch * 7 * 7),
             nn.ReLU(True),
-            nn.Unflatten(1, (2 * ch, 7, 7)),  # (B, 2ch, 7, 7)
+            nn.Unflatten(1, (ch, 7, 7)),  # (B, ch, 7, 7)
         )
-        # padding=2, output_padding=1: a 5x5 stride-2 transposed conv exactly doubles the size
+        # padding=2, output_padding=1: a 5x5 stride-2 transposed conv exactly doubles the
+        # size (Paddle's output_size=[14, 14] and [28, 28])
         self.conv = nn.Sequential(
-            nn.ConvTranspose2d(
-                2 * ch, ch, 5, 2, 2, output_padding=1, bias=False
-            ),  # (B, ch, 14, 14)
-            nn.BatchNorm2d(ch),
-            nn.ReLU(True),
+            nn.ConvTranspose2d(ch, ch, 5, 2, 2, output_padding=1),  # (B, ch, 14, 14)
+            nn.ReLU(True),  # no BN here, as in the book
             nn.ConvTranspose2d(ch, 1, 5, 2, 2, output_padding=1),  # (B, 1, 28, 28)
             nn.Tanh(),
         )
+        init_fluid_weights(self)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.conv(self.fc(z))  # (B, 1, 28, 28)
@@ -59,27 +71,29 @@ class Discriminator(nn.Module):
     def __init__(
         self,
         base_channels: int = 64,
-        hidden: int = 1024,  # the book's fc width before the logit
-        negative_slope: float = 0.2,
+        hidden: int = 1024,  # the book's fc width before the logit (dfc_dim)
+        negative_slope: float = 0.02,  # Paddle's leaky_relu default alpha
     ) -> None:
         super().__init__()
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
         ch = base_channels
+        # Paddle's simple_img_conv_pool: an unpadded 5x5 conv, its activation, 2x2 max pool.
         self.net = nn.Sequential(
-            nn.Conv2d(1, ch, 5, 1, 2),  # (B, ch, 28, 28); padding=2 keeps the size
+            nn.Conv2d(1, ch, 5),  # (B, ch, 24, 24)
             nn.LeakyReLU(negative_slope),
-            nn.MaxPool2d(2),  # (B, ch, 14, 14)
-            nn.Conv2d(ch, 2 * ch, 5, 1, 2, bias=False),  # (B, 2ch, 14, 14)
-            nn.BatchNorm2d(2 * ch),
+            nn.MaxPool2d(2),  # (B, ch, 12, 12)
+            nn.Conv2d(ch, 2 * ch, 5),  # (B, 2ch, 8, 8)
+            nn.MaxPool2d(2),  # (B, 2ch, 4, 4)
+            nn.BatchNorm2d(2 * ch),  # the book's bn(conv(...)): BN after the pool
             nn.LeakyReLU(negative_slope),
-            nn.MaxPool2d(2),  # (B, 2ch, 7, 7)
-            nn.Flatten(),  # (B, 2ch*7*7)
-            nn.Linear(2 * ch * 7 * 7, hidden, bias=False),  # (B, hidden)
+            nn.Flatten(),  # (B, 2ch*4*4)
+            nn.Linear(2 * ch * 4 * 4, hidden, bias=False),  # (B, hidden); BN follows
             nn.BatchNorm1d(hidden),
             nn.LeakyReLU(negative_slope),
             nn.Linear(hidden, 1),  # (B, 1)
         )
+        init_fluid_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.img_size, NAME)
