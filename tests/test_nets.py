@@ -84,9 +84,21 @@ def test_paddle_nets_have_the_books_layers() -> None:
     assert [m.out_features for m in g.modules() if isinstance(m, nn.Linear)] == [2048, 6272]
     assert [m.in_features for m in d.modules() if isinstance(m, nn.Linear)] == [2048, 1024]
     assert {m.negative_slope for m in d.modules() if isinstance(m, nn.LeakyReLU)} == {0.02}
-    fc = next(m for m in d.modules() if isinstance(m, nn.Linear))  # Xavier: U(-a, a)
-    bound = (6 / (fc.in_features + fc.out_features)) ** 0.5
-    assert fc.weight.abs().max().item() == pytest.approx(bound, rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["mlp", "paddle", "upsample"])
+def test_tutorial_nets_start_from_xavier_weights(name: str) -> None:
+    # Keras, TensorFlow and Fluid default to Glorot-uniform weights and zero biases, which
+    # is not PyTorch's default (kaiming_uniform with a=sqrt(5): a bound ~2x smaller).
+    torch.manual_seed(0)
+    mod = importlib.import_module(f"gan.nets.{name}")
+    for net in (mod.Generator(), mod.Discriminator()):
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear | torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = (6 / (fan_in + fan_out)) ** 0.5  # Xavier: U(-bound, bound)
+                assert m.weight.abs().max().item() == pytest.approx(bound, rel=0.05)
+                assert m.bias is None or m.bias.abs().max().item() == 0.0
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

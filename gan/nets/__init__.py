@@ -35,6 +35,16 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_xavier_weights(module: nn.Module) -> None:
+    """Keras', TensorFlow's and Fluid's default init for every layer under `module`:
+    Xavier-uniform (Glorot) conv/linear weights, zero biases. BatchNorm keeps 1 and 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def check_latent_dim(latent_dim: int) -> None:
     """Raise `GanError` unless the latent size is a positive int."""
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:

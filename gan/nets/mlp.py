@@ -2,11 +2,12 @@
 
 G: z -> Linear(hidden) -> LeakyReLU -> Linear(784) -> tanh -> (B, 1, 28, 28).
 D: image -> flatten -> Linear(hidden) -> LeakyReLU -> Linear(1) -> logit.
+Glorot-uniform weights and zero biases, TensorFlow's defaults for dense layers.
 """
 
 from torch import Tensor, nn
 
-from gan.nets import check_images, check_latent_dim, check_positive
+from gan.nets import check_images, check_latent_dim, check_positive, init_xavier_weights
 
 NAME = "mlp"
 
@@ -31,6 +32,7 @@ class Generator(nn.Module):
             nn.Linear(hidden, self.img_size * self.img_size),  # (B, 784)
             nn.Tanh(),
         )
+        init_xavier_weights(self)  # tf.layers.dense's glorot_uniform
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, 1, self.img_size, self.img_size)  # (B, 1, 28, 28)
@@ -48,6 +50,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(negative_slope),
             nn.Linear(hidden, 1),  # (B, 1)
         )
+        init_xavier_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.img_size, NAME)

@@ -12,18 +12,9 @@ weights and zero biases (Fluid's defaults).
 
 from torch import Tensor, nn
 
-from gan.nets import check_images, check_latent_dim, check_positive
+from gan.nets import check_images, check_latent_dim, check_positive, init_xavier_weights
 
 NAME = "paddle"
-
-
-def init_fluid_weights(module: nn.Module) -> None:
-    """Fluid's default init for every layer under `module`: Xavier-uniform weights, zero biases."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class Generator(nn.Module):
@@ -59,7 +50,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(ch, 1, 5, 2, 2, output_padding=1),  # (B, 1, 28, 28)
             nn.Tanh(),
         )
-        init_fluid_weights(self)
+        init_xavier_weights(self)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.conv(self.fc(z))  # (B, 1, 28, 28)
@@ -93,7 +84,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(negative_slope),
             nn.Linear(hidden, 1),  # (B, 1)
         )
-        init_fluid_weights(self)
+        init_xavier_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.img_size, NAME)

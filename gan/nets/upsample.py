@@ -1,24 +1,32 @@
 """Upsampling-conv GAN for 28x28 MNIST, after Rowel Atienza's Keras tutorial
 "GAN by Example using Keras on Tensorflow Backend".
 
-G: z -> fc 8ch*7*7 -> (B, 8ch, 7, 7) -> upsample 14x14 -> upsample 28x28 -> 2 convs, sigmoid.
-D: 28x28 -> 14x14 -> 7x7 -> 4x4 -> 4x4 (stride 1) -> fc -> logit.
+G: z -> fc 8ch*7*7 -> (B, 8ch, 7, 7) -> upsample 14x14 -> upsample 28x28 -> 2 convs, sigmoid;
+   BN + ReLU after the fc and each conv but the last, dropout 0.4 after the fc.
+D: 28x28 -> 14x14 -> 7x7 -> 4x4 -> 4x4 (stride 1) -> fc -> logit; LeakyReLU(0.2) and
+   dropout 0.4 after each conv. Glorot-uniform weights and zero biases (Keras' defaults).
 The generator's images lie in (0, 1) (sigmoid), as in the tutorial.
 """
 
 from torch import Tensor, nn
 
-from gan.nets import check_dropout, check_images, check_latent_dim, check_positive
+from gan.nets import (
+    check_dropout,
+    check_images,
+    check_latent_dim,
+    check_positive,
+    init_xavier_weights,
+)
 
 NAME = "upsample"
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    """5x5 'same' conv, then BN + LeakyReLU(0.2)."""
+    """5x5 'same' conv (Keras' stride-1 Conv2DTranspose), then BN + ReLU."""
     return [
         nn.Conv2d(c_in, c_out, 5, 1, 2, bias=False),  # bias=False: BN follows
         nn.BatchNorm2d(c_out),
-        nn.LeakyReLU(0.2),
+        nn.ReLU(True),
     ]
 
 
@@ -42,7 +50,7 @@ class Generator(nn.Module):
             nn.Linear(latent_dim, 8 * ch * 7 * 7, bias=False),  # (B, 8ch*7*7)
             # PyTorch's default momentum=0.1 is Keras's momentum=0.9 (opposite conventions)
             nn.BatchNorm1d(8 * ch * 7 * 7),
-            nn.LeakyReLU(0.2),
+            nn.ReLU(True),
             nn.Dropout(dropout),
             nn.Unflatten(1, (8 * ch, 7, 7)),  # (B, 8ch, 7, 7)
             nn.Upsample(scale_factor=2),  # (B, 8ch, 14, 14)
@@ -53,6 +61,7 @@ class Generator(nn.Module):
             nn.Conv2d(ch, 1, 5, 1, 2),  # (B, 1, 28, 28)
             nn.Sigmoid(),
         )
+        init_xavier_weights(self)  # Keras' glorot_uniform
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)  # (B, 1, 28, 28) in (0, 1)
@@ -82,6 +91,7 @@ class Discriminator(nn.Module):
             nn.Flatten(),  # (B, 8ch*4*4)
             nn.Linear(8 * ch * 4 * 4, 1),  # (B, 1)
         )
+        init_xavier_weights(self)  # Keras' glorot_uniform
 
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.img_size, NAME)
