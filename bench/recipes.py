@@ -99,7 +99,8 @@ def main() -> None:
         lines.append(f"| `{r['recipe']}` | {r['epochs']} | {fmt(r.get('fid'), '.1f')} "
                      f"({fmt(r.get('best_fid'), '.1f')}) | {fmt(r.get('fid_floor'), '.1f')} | "
                      f"{fmt(r.get('coverage'), '.0f')} | {fmt(r.get('mnist_score'), '.2f')} | "
-                     f"{fmt(r.get('s_per_epoch'), '.0f')} | {r['status']} |")  # fmt: skip
+                     f"{fmt(r.get('s_per_epoch'), '.1f' if r.get('s_per_epoch', 99) < 10 else '.0f')} | "
+                     f"{r['status']} |")  # fmt: skip
     (out / "recipes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
