@@ -16,6 +16,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from gan.config import to_dict, validate
 from gan.errors import GanError
 from gan.module import GAN
+from gan.train import MODULE_GROUPS
 from tests.conftest import CONF
 
 MakeCfg = Callable[..., DictConfig]
@@ -145,3 +146,52 @@ def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
     res = run_cli("step_ratio.d_steps=two", f"hydra.run.dir={tmp_path}/run2", cwd=CONF.parent)
     assert res.returncode != 0
     assert "step_ratio.d_steps" in res.stderr and "Traceback" not in res.stderr
+
+
+# What each tutorial sets (the sources are named in conf/experiment/*.yaml): networks
+# (G's first layer width), batch, noise, D:G ratio, real target, optimizers as
+# (torch class, lr, betas), clipping and epochs.
+TUTORIALS = {
+    "paddle_dcgan": dict(model="paddle", g_width=2048, batch=128, noise="uniform", ratio=(1, 2),
+                         real=1.0, g=("Adam", 2e-4, (0.9, 0.999)), d=("Adam", 2e-4, (0.9, 0.999)),
+                         clip=None, epochs=20),
+    "mxnet_dcgan": dict(model="dcgan64", g_width=512, batch=64, noise="normal", ratio=(1, 1),
+                        real=1.0, g=("Adam", 2e-4, (0.5, 0.999)), d=("Adam", 2e-4, (0.5, 0.999)),
+                        clip=None, epochs=5),
+    "keras_dcgan": dict(model="upsample", g_width=256 * 7 * 7, batch=256, noise="uniform",
+                        ratio=(1, 1), real=1.0, g=("Adam", 4e-4, (0.9, 0.999)),
+                        d=("RMSprop", 8e-4, None), clip=1.0, epochs=43),
+    "tf_vanilla_gan": dict(model="mlp", g_width=128, batch=100, noise="uniform", ratio=(1, 1),
+                           real=0.9, g=("Adam", 2e-3, (0.9, 0.999)), d=("Adam", 2e-3, (0.9, 0.999)),
+                           clip=None, epochs=100),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", sorted(TUTORIALS))
+def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) -> None:
+    import torch
+    from torch import nn
+
+    t = TUTORIALS[recipe]
+    cfg = make_cfg(f"experiment={recipe}", tiny=False)
+    assert cfg.model.name == t["model"]
+    assert cfg.data.batch_size == t["batch"]
+    assert (cfg.step_ratio.d_steps, cfg.step_ratio.g_steps) == t["ratio"]
+    assert (cfg.label_smoothing.real, cfg.label_smoothing.fake) == (t["real"], 0.0)
+    assert cfg.optimizer.clip_value == t["clip"]
+    assert cfg.trainer.max_epochs == t["epochs"]
+    module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
+    first = next(m for m in module.generator.modules()
+                 if isinstance(m, nn.Linear | nn.ConvTranspose2d))  # fmt: skip
+    assert (getattr(first, "out_features", None) or first.out_channels) == t["g_width"]
+    for opt, (kind, lr, betas) in zip(module.configure_optimizers(), (t["g"], t["d"])):
+        assert type(opt).__name__ == kind
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr)
+        if betas is not None:
+            assert tuple(opt.param_groups[0]["betas"]) == betas
+    z = module.sample_z(10_000)  # (10000, 100)
+    assert z.shape == (10_000, 100)
+    if t["noise"] == "uniform":
+        assert z.min() >= -1 and z.max() <= 1
+    else:
+        assert z.abs().max() > 3 and torch.allclose(z.std(), torch.tensor(1.0), atol=0.02)
