@@ -2,7 +2,7 @@
 Networks", `network.py`): fully connected layers into two 5x5 transposed convs in G;
 two unpadded conv + max-pool blocks and fc 1024 in D.
 
-G: z -> fc 2048 -> fc 2ch*7*7 -> (B, 2ch, 7, 7) -> deconv 14x14 -> deconv 28x28, tanh.
+G: z -> fc 2048 -> fc 2ch*7*7 -> (B, 2ch, 7, 7) -> deconv (B, 2ch, 14, 14) -> deconv 28x28, tanh.
 D: 28x28 -> conv 24x24, pool 12x12 -> conv 8x8, pool 4x4 -> fc 1024 -> logit.
 `base_channels=64` gives the book's widths (64 and 128 channels). As in the book: BN and
 ReLU after both fc layers of G, ReLU without BN after its first deconv; LeakyReLU with
@@ -32,22 +32,22 @@ class Generator(nn.Module):
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
         self.latent_dim = latent_dim
-        ch = 2 * base_channels  # the book's gf_dim * 2 = 128 in both deconv inputs
+        ch = base_channels
         self.fc = nn.Sequential(
             nn.Linear(latent_dim, hidden, bias=False),  # (B, hidden); bias=False: BN follows
             nn.BatchNorm1d(hidden),
             nn.ReLU(True),
-            nn.Linear(hidden, ch * 7 * 7, bias=False),  # (B, ch*7*7)
-            nn.BatchNorm1d(ch * 7 * 7),
+            nn.Linear(hidden, 2 * ch * 7 * 7, bias=False),  # (B, 2ch*7*7)
+            nn.BatchNorm1d(2 * ch * 7 * 7),
             nn.ReLU(True),
-            nn.Unflatten(1, (ch, 7, 7)),  # (B, ch, 7, 7)
+            nn.Unflatten(1, (2 * ch, 7, 7)),  # (B, 2ch, 7, 7)
         )
         # padding=2, output_padding=1: a 5x5 stride-2 transposed conv exactly doubles the
         # size (Paddle's output_size=[14, 14] and [28, 28])
         self.conv = nn.Sequential(
-            nn.ConvTranspose2d(ch, ch, 5, 2, 2, output_padding=1),  # (B, ch, 14, 14)
+            nn.ConvTranspose2d(2 * ch, 2 * ch, 5, 2, 2, output_padding=1),  # (B, 2ch, 14, 14)
             nn.ReLU(True),  # no BN here, as in the book
-            nn.ConvTranspose2d(ch, 1, 5, 2, 2, output_padding=1),  # (B, 1, 28, 28)
+            nn.ConvTranspose2d(2 * ch, 1, 5, 2, 2, output_padding=1),  # (B, 1, 28, 28)
             nn.Tanh(),
         )
         init_xavier_weights(self)
