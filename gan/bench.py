@@ -122,8 +122,26 @@ def _gpu_peak() -> dict[str, float]:
     return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
+def plain_update(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: DictConfig,
+                 scaler: torch.amp.GradScaler) -> None:  # fmt: skip
+    """backward, clip and step, as the module's update does (the scaler is off but for 16-mixed)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    c = cfg.optimizer
+    if c.clip_value is not None or c.clip_norm is not None:
+        scaler.unscale_(opt)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if c.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, c.clip_value)
+        if c.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, c.clip_norm)
+    scaler.step(opt)
+    scaler.update()
+
+
 def plain_iteration(g: torch.nn.Module, d: torch.nn.Module, opt_g: Any, opt_d: Any,
-                    real: torch.Tensor, cfg: DictConfig, z_dim: int) -> None:  # fmt: skip
+                    real: torch.Tensor, cfg: DictConfig, z_dim: int,
+                    scaler: torch.amp.GradScaler) -> None:  # fmt: skip
     """One GAN iteration in plain PyTorch: d_steps D updates, then g_steps G updates."""
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss.name]
     b = real.size(0) // cfg.step_ratio.d_steps
@@ -137,17 +155,11 @@ def plain_iteration(g: torch.nn.Module, d: torch.nn.Module, opt_g: Any, opt_d: A
             with torch.no_grad():
                 fake = g(z)
         targets = make_targets(cfg.label_smoothing, b, real.device)
-        loss = d_loss_fn(d(chunk), d(fake), targets)
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
+        plain_update(opt_d, d_loss_fn(d(chunk), d(fake), targets), cfg, scaler)
     d.requires_grad_(False)  # no D weight gradients in G's step: a floor, not a naive loop
     for j in range(cfg.step_ratio.g_steps):
         fake = kept if j == 0 and kept is not None else g(torch.randn(b, z_dim, device=real.device))
-        loss = g_loss_fn(d(fake))
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
+        plain_update(opt_g, g_loss_fn(d(fake)), cfg, scaler)
     d.requires_grad_(True)
 
 
@@ -158,16 +170,18 @@ def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
     g = instantiate(cfg.model.generator).to(device)
     d = instantiate(cfg.model.discriminator).to(device)
     c = cfg.optimizer
-    opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr)
-    opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    fp16 = str(cfg.trainer.precision).startswith("16")
+    fused = not (fp16 and (c.clip_value is not None or c.clip_norm is not None))  # as the module
+    opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr, fused)
+    opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale, fused)
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # 16-mixed's loss scaling
     per = cfg.data.batch_size * cfg.step_ratio.d_steps
     data = images.to(device)
     if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
         data = data.contiguous(memory_format=torch.channels_last)
     gc, dc = (torch.compile(g), torch.compile(d)) if cfg.perf.compile else (g, d)
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
-    fp16 = str(cfg.trainer.precision).startswith("16")
     amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
                          enabled=bf16 or fp16)  # fmt: skip
     n = data.size(0) // per
@@ -178,13 +192,13 @@ def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
         sync(device)
         t0 = time.perf_counter()
         with amp:
-            plain_iteration(gc, dc, opt_g, opt_d, real, cfg, cfg.noise.dim)
+            plain_iteration(gc, dc, opt_g, opt_d, real, cfg, cfg.noise.dim, scaler)
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     flops = FlopCounterMode(display=False)
     with flops:
-        plain_iteration(g, d, opt_g, opt_d, data[:per], cfg, cfg.noise.dim)
+        plain_iteration(g, d, opt_g, opt_d, data[:per], cfg, cfg.noise.dim, scaler)
     return {"s_per_iter": statistics.median(times), "peak_rss_mb": peak_rss_mb(),
             "flops_per_iter": float(flops.get_total_flops()), **_gpu_peak()}  # fmt: skip
 

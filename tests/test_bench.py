@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from hydra.utils import instantiate
 
 from gan import bench
+from gan.module import build_optimizer
 from tests.conftest import TINY
 
 
@@ -28,3 +31,17 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     assert oh["bare_epoch_s"] > 0 and oh["defaults_epoch_s"] > 0
     md = (out / "results.md").read_text()
     assert "| mlp | 8 |" in md and "per epoch" in md
+
+
+def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
+    # plain SGD with lr 1: each weight moves by its clipped gradient, at most 1e-3
+    cfg = make_cfg("model=mlp", "optimizer=sgd", "optimizer.lr=1.0", "optimizer.clip_value=1e-3",
+                   "optimizer.g.momentum=0", "optimizer.d.momentum=0")  # fmt: skip
+    g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+    opt_g, opt_d = (build_optimizer(n.parameters(), cfg.optimizer.g, 1.0) for n in (g, d))
+    before = [p.clone() for p in (*g.parameters(), *d.parameters())]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    bench.plain_iteration(g, d, opt_g, opt_d, torch.rand(8, 1, 28, 28) * 2 - 1, cfg, 100, scaler)
+    after = [*g.parameters(), *d.parameters()]
+    moved = max((a - b).abs().max().item() for a, b in zip(before, after))
+    assert 0 < moved <= 1e-3 + 1e-7
