@@ -31,6 +31,22 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     assert oh["bare_epoch_s"] > 0 and oh["defaults_epoch_s"] > 0
     md = (out / "results.md").read_text()
     assert "| mlp | 8 |" in md and "per epoch" in md
+    assert result["meta"]["timing"] == "iteration"  # auto, on a CPU
+
+
+def test_span_timing_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path) -> None:
+    # span: the GPU's way (no sync inside the timed block), here on the CPU
+    out = tmp_path / "bench"
+    overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
+    bench.main(["--models", "mlp", "--batch-sizes", "8", "--iters", "3", "--warmup", "1",
+                "--repeats", "1", "--data-root", str(tiny_root), "--out", str(out),
+                "--timing", "span", *overrides, "trainer.precision=bf16-mixed"])  # fmt: skip
+    result = json.loads((out / "results.json").read_text())
+    assert result["meta"]["timing"] == "span"
+    assert result["meta"]["matmul_peak_dtype"] == "bfloat16"
+    (row,) = result["rows"]
+    assert row["ours_img_s"] > 0 and row["plain_img_s"] > 0
+    assert "bfloat16 matmul peak" in (out / "results.md").read_text()
 
 
 def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
