@@ -5,7 +5,8 @@
     python -m gan.bench --models dcgan mlp --batch-sizes 128 --accelerator gpu
 
 For each architecture and batch size, one after the other:
-  (a) `trainer.fit` of our module with our DataModule and the default callbacks;
+  (a) `trainer.fit` of our module with our DataModule and the default callbacks (the
+      progress bar included; `trainer.enable_progress_bar=false` leaves it out);
   (b) the floor: a plain loop with the same networks, losses, optimizers and D:G ratio,
       fed from a float tensor already in memory.
 It prints images/s (real images consumed per second, `batch_size * d_steps` per
@@ -117,12 +118,15 @@ def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str,
     module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
     timer = Timer(warmup, iters, span)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
-    callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    # The progress bar is one of the defaults, and it is timed too (it reads the logged
+    # losses every iteration); trainer.enable_progress_bar=false leaves it out.
+    bar = cfg.trainer.get("enable_progress_bar", True)
+    callbacks = [c for c in callbacks if bar or not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     trainer = instantiate(
         cfg.trainer, accelerator=accelerator, devices=1, callbacks=[*callbacks, timer],
         logger=[instantiate(c) for c in cfg.logger.values() if c], max_epochs=-1,
         max_steps=(warmup + iters + 1) * (cfg.step_ratio.d_steps + cfg.step_ratio.g_steps),
-        enable_progress_bar=False, enable_model_summary=False,
+        enable_progress_bar=bar, enable_model_summary=False,
     )  # fmt: skip
     reset_peaks()
     trainer.fit(module, datamodule=dm)

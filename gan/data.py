@@ -250,9 +250,16 @@ class EpochBatchSampler:
     """
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.device = torch.device(device)  # where the yielded index tensors live
         self.rank, self.world_size = (
             rank,
             world_size,
@@ -276,7 +283,9 @@ class EpochBatchSampler:
         # A generator: epoch and start are read at the first next(), so a set_epoch() that
         # Lightning makes after iter() still counts.
         start, self.start = self.start, 0
-        perm = self.permutation(self.epoch)  # (n,) int64
+        # (n / world_size,) int64. Drawn on the CPU, so the order is the same on any device;
+        # with data.on_device it moves there once per epoch, not once per batch.
+        perm = self.permutation(self.epoch).to(self.device)
         b = self.batch_size
         for i in range(start, len(self)):
             yield perm[i * b : (i + 1) * b]
@@ -462,8 +471,9 @@ class MNISTDataModule(L.LightningDataModule):
                 (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             )
             sampler = EpochBatchSampler(
-                len(ds), self.batch_size * self.d_steps, self.seed, rank, world
-            )
+                len(ds), self.batch_size * self.d_steps, self.seed, rank, world,
+                device=ds.images.device,  # on_device: one copy of the order per epoch
+            )  # fmt: skip
             self._train_loader = ResumableLoader(ds, sampler, **self._loader_kwargs())
         return self._train_loader
 

@@ -134,6 +134,7 @@ class GAN(L.LightningModule):
         self.perf = _typed(PerfConfig, perf or {})
         self._real: list[Tensor] = []
         self.rollbacks = 0
+        self._pending_check: tuple[Tensor, Any, int, int] | None = None  # see defer_checks
         if self.loss_cfg.name not in LOSSES:
             raise GanError(f"loss={self.loss_cfg.name} is unknown: use one of {list(LOSSES)}")
         self.d_loss_fn, self.g_loss_fn = LOSSES[self.loss_cfg.name]
@@ -346,13 +347,49 @@ class GAN(L.LightningModule):
         nets = (("generator", self.generator), ("discriminator", self.discriminator))
         return [n for n, net in nets if not all(torch.isfinite(p).all() for p in net.parameters())]
 
+    def defer_checks(self) -> bool:
+        """Whether a NaN check's flag is read at the next check instead of at once.
+
+        On a GPU, reading the flag at once waits for the step to finish: a sync every
+        iteration, and the GPU idles while Python prepares the next step. Read one check
+        later, the flag has long arrived, at the price of finding a NaN one check late.
+        """
+        return self.device.type == "cuda"
+
     def check_finite(self, d_loss: Tensor, g_loss: Tensor) -> None:
         """Stop (or roll back) on a NaN/Inf loss or weight, naming the step and the network."""
-        if bool(torch.isfinite(torch.stack([d_loss, g_loss])).all()):  # one sync
+        losses = torch.stack([d_loss, g_loss]).float()  # (2,)
+        flagged = torch.cat([torch.isfinite(losses).all().float()[None], losses])  # (3,)
+        if not self.defer_checks():
+            self._read_check((flagged, None, self.iteration, self.global_step))  # one sync
             return
+        event = None
+        if flagged.is_cuda:  # to pinned host memory without waiting; the event marks arrival
+            flagged = torch.empty(3, pin_memory=True).copy_(flagged, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        pending = self._pending_check
+        self._pending_check = (flagged, event, self.iteration, self.global_step)
+        if pending is not None:
+            self._read_check(pending)
+
+    def on_train_epoch_end(self) -> None:
+        pending, self._pending_check = self._pending_check, None
+        if pending is not None:  # the epoch's last deferred check
+            self._read_check(pending)
+
+    def _read_check(self, check: tuple[Tensor, Any, int, int]) -> None:
+        flagged, event, iteration, step = check
+        if event is not None:
+            event.synchronize()  # recorded a whole check ago: done by now
+        if bool(flagged[0]):
+            return
+        self._pending_check = None  # a rollback or a stop: what is in flight is moot
         bad = self._nonfinite_nets() or ["none (only the loss)"]
-        where = (f"at iteration {self.iteration} (global step {self.global_step}): "
-                 f"D loss {d_loss.item():.4g}, G loss {g_loss.item():.4g}; networks with "
+        late = (f" (found at iteration {self.iteration}: GPU checks are read one check late)"
+                if iteration != self.iteration else "")  # fmt: skip
+        where = (f"at iteration {iteration} (global step {step}){late}: D loss "
+                 f"{flagged[1].item():.4g}, G loss {flagged[2].item():.4g}; networks with "
                  f"non-finite weights: {', '.join(bad)}")  # fmt: skip
         last = self._last_checkpoint()
         if (

@@ -614,6 +614,31 @@ def test_nan_rollback_reloads_last_ckpt_with_lower_learning_rates(
     assert not list(last.parent.glob("last-v*.ckpt"))
 
 
+@pytest.mark.parametrize("on_nonfinite", ["stop", "rollback"])
+def test_deferred_nan_checks_find_the_iteration_one_check_later(
+    make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch, on_nonfinite: str
+) -> None:
+    # On a GPU each check's flag is read at the next check (no sync per iteration); forced here.
+    monkeypatch.setattr(gan.module.GAN, "defer_checks", lambda self: True)
+    cfg = nan_cfg(make_cfg, f"guard.on_nonfinite={on_nonfinite}", at=8)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if on_nonfinite == "rollback":
+        train(cfg)
+        ckpt = assert_finite_checkpoint(last)
+        assert ckpt["gan_iteration"] == 18  # rolled back to iteration 6, then finished
+        assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(
+            cfg.optimizer.lr * cfg.guard.lr_factor
+        )
+        return
+    with pytest.raises(GanError) as err:
+        train(cfg)
+    msg = str(err.value)
+    assert "training diverged at iteration 8 (global step 16) (found at iteration 9" in msg
+    record = json.loads((last.parent.parent / "nan_injected.json").read_text())
+    assert sha256(last) == record["last_sha256"], "the last good checkpoint was rewritten"
+    assert assert_finite_checkpoint(last)["gan_iteration"] == 6
+
+
 @pytest.mark.slow
 def test_nan_from_the_command_line_is_one_error_line_and_a_failed_result(
     kill_data: Path, tmp_path: Path
