@@ -198,7 +198,10 @@ def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
     if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
         data = data.contiguous(memory_format=torch.channels_last)
-    gc, dc = (torch.compile(g), torch.compile(d)) if cfg.perf.compile else (g, d)
+    mode = cfg.perf.compile_mode
+    gc, dc = (
+        (torch.compile(g, mode=mode), torch.compile(d, mode=mode)) if cfg.perf.compile else (g, d)
+    )
     amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
                          enabled=bf16 or fp16)  # fmt: skip
     n = data.size(0) // per

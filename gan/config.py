@@ -115,6 +115,9 @@ class MetricsConfig:
 class PerfConfig:
     channels_last: bool = False  # NHWC conv layouts; pays off with bf16 on CPU, on GPUs
     compile: bool = False  # torch.compile G and D: slower start (tens of s), faster steps on GPU
+    # torch.compile's mode: default | reduce-overhead (CUDA graphs: fewer kernel launches on a
+    # GPU, where tiny MNIST nets are launch-bound) | max-autotune | max-autotune-no-cudagraphs
+    compile_mode: str = "default"
     reuse_fake: bool = False  # G's update reuses the last D update's fakes (PyTorch's DCGAN
     # example does): one G forward less per iteration, ~17% of dcgan's FLOPs
 
@@ -207,6 +210,7 @@ TARGET_LOSSES = ("bce", "minimax", "lsgan")  # losses that use D's targets, henc
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SMOOTHING = ("none", "one_sided", "two_sided", "noisy")
 NOISE = ("normal", "uniform")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _check(ok: bool, key: str, value: Any, need: str) -> None:
@@ -258,6 +262,8 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(c.guard.on_nonfinite in ("stop", "rollback"), "guard.on_nonfinite",
            c.guard.on_nonfinite, "'stop' or 'rollback'")  # fmt: skip
     _check(0 < c.guard.lr_factor < 1, "guard.lr_factor", c.guard.lr_factor, "within (0, 1)")
+    _check(c.perf.compile_mode in COMPILE_MODES, "perf.compile_mode", c.perf.compile_mode,
+           f"one of {COMPILE_MODES}")  # fmt: skip
     _check(c.metrics.num_samples >= 2, "metrics.num_samples", c.metrics.num_samples, ">= 2")
     if c.metrics.enabled and c.data.val_size < 4:
         raise GanError(

@@ -301,8 +301,9 @@ class GAN(L.LightningModule):
             self.discriminator.to(memory_format=torch.channels_last)
         if self.perf.compile and self._g is self.generator:
             log.info("compiling G and D with torch.compile: the first steps take longer")
-            self.__dict__["_g"] = torch.compile(self.generator)
-            self.__dict__["_d"] = torch.compile(self.discriminator)
+            mode = self.perf.compile_mode
+            self.__dict__["_g"] = torch.compile(self.generator, mode=mode)
+            self.__dict__["_d"] = torch.compile(self.discriminator, mode=mode)
         if self.metrics_cfg.enabled and self.metrics is None:
             c = self.metrics_cfg  # gan.train has made the classifier already: this loads it
             clf = load_or_train(c.root, c.split, c.download, max_epochs=c.classifier_epochs)

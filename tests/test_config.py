@@ -121,6 +121,7 @@ def test_type_and_key_errors_fail_at_compose(
         (["model=upsample", "data.value_range=tanh"], "data.value_range"),
         (["optimizer.g.name=adamw"], "optimizer.g.name"),
         (["optimizer.clip_value=0"], "optimizer.clip_value"),
+        (["perf.compile_mode=fast"], "perf.compile_mode"),
     ],
 )
 def test_out_of_range_values_name_the_key(

@@ -121,3 +121,13 @@ def test_compile_trains_and_saves_plain_weights(make_cfg: MakeCfg, tmp_path: Pat
     assert not any("_orig_mod" in k for k in state)
     plain = load_gan(path)
     assert torch.equal(plain(torch.zeros(1, 100)), module.eval().generator(torch.zeros(1, 100)))
+
+
+def test_compile_mode_reaches_torch_compile(make_cfg: MakeCfg, monkeypatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr(torch, "compile", lambda net, mode: seen.append(mode) or net)
+    module, _ = build(
+        make_cfg("perf.compile=true", "perf.compile_mode=reduce-overhead", "metrics.enabled=false")
+    )
+    module.setup("fit")
+    assert seen == ["reduce-overhead", "reduce-overhead"]  # G and D
