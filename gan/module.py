@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from typing import Any
 
 import lightning as L
@@ -308,6 +309,9 @@ class GAN(L.LightningModule):
             c = self.metrics_cfg  # gan.train has made the classifier already: this loads it
             clf = load_or_train(c.root, c.split, c.download, max_epochs=c.classifier_epochs)
             self.metrics = GanMetrics(clf)  # frozen; its state_dict is empty: not in checkpoints
+            # Lightning warns about modules left in eval mode when fit starts: those are the
+            # frozen classifier's, on purpose (G and D train as usual).
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if self.metrics is not None and self.metrics.num_real == 0:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,9 @@ from hydra.utils import instantiate
 
 from gan import bench
 from gan.module import build_optimizer
-from tests.conftest import TINY
+from tests.conftest import SHARED_MNIST, TINY
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -61,3 +65,23 @@ def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
     after = [*g.parameters(), *d.parameters()]
     moved = max((a - b).abs().max().item() for a, b in zip(before, after))
     assert 0 < moved <= 1e-3 + 1e-7
+
+
+@pytest.mark.slow
+def test_side_by_side_with_the_examples_on_the_real_test_split(tmp_path: Path) -> None:
+    if not (SHARED_MNIST / "MNIST" / "raw").exists():
+        pytest.skip("needs the MNIST test split in ../shared/mnist")
+    spec = importlib.util.spec_from_file_location("examples", ROOT / "bench" / "examples.py")
+    examples = importlib.util.module_from_spec(spec)
+    sys.modules["examples"] = examples  # Hydra finds the example's networks by this name
+    spec.loader.exec_module(examples)
+    out = tmp_path / "examples"
+    examples.main(["--iters", "2", "--warmup", "1", "--repeats", "1",
+                   "--data-root", str(SHARED_MNIST), "--out", str(out)])  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["pair"] for r in rows] == ["dcgan", "lightning"]
+    for r in rows:
+        assert r["theirs_img_s"] > 0 and r["ours_img_s"] > 0
+        assert r["ours_over_theirs"] == pytest.approx(r["ours_img_s"] / r["theirs_img_s"])
+    md = (out / "results.md").read_text()
+    assert "PyTorch's DCGAN example" in md and "Lightning's GAN example" in md

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def test_fast_dev_run_every_architecture(make_cfg: MakeCfg, model: str) -> None:
 
 def test_a_short_run_leaves_everything_in_the_run_folder(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("model=mlp", "trainer.max_epochs=2", "trainer.log_every_n_steps=1")
-    train(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    # the frozen classifier is in eval mode on purpose: no warning that says otherwise
+    assert not [w for w in caught if "eval mode" in str(w.message)]
     run = Path(cfg.paths.output_dir)
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert len(list((run / "checkpoints").glob("best_epoch*.ckpt"))) == 1  # best by val/fid
