@@ -30,6 +30,7 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     assert (row["model"], row["batch_size"]) == ("mlp", 8)
     assert row["ours_img_s"] > 0 and row["plain_img_s"] > 0
     assert row["ratio"] == pytest.approx(row["ours_img_s"] / row["plain_img_s"])
+    assert row["ratios"] == [row["ratio"]]  # one repeat: one pair
     assert row["mflop_per_image"] > 0 and row["ours_peak_rss_mb"] > 0
     oh = result["epoch_overhead"]
     assert oh["bare_epoch_s"] > 0 and oh["defaults_epoch_s"] > 0
