@@ -13,9 +13,14 @@ It prints images/s (real images consumed per second, `batch_size * d_steps` per
 iteration) for each, the ratio (a)/(b), peak RSS (and peak GPU memory), the FLOPs of one
 iteration (torch.utils.flop_counter) and their share of this machine's matmul peak,
 measured in the same run. Warm-ups first, then several timed repeats of (b) then (a):
-images/s are medians, and the ratio is the median of each repeat's (a)/(b). On a CPU each
-iteration is timed (`--timing iteration`); on a GPU the timed block as a whole
-(`--timing span`), with no sync inside it, so the GPU runs ahead of Python as in training.
+images/s are medians. How (a) and (b) are interleaved (`--timing`):
+  interleaved (the default on a CPU): one (b) iteration right after each (a) iteration, in
+      the same fit; the ratio is the median over all pairs. A shared machine's drifts hit
+      both sides of a pair alike: pairs seconds apart are far steadier than whole runs.
+  blocks: whole runs of (a) and of (b), each iteration synced and timed, the order
+      alternating per repeat; the ratio is the median of the repeats' ratios.
+  span (the default on a GPU): as blocks, but synced only at the ends of the timed
+      iterations, so the GPU runs ahead of Python as it does in training.
 Results go to `bench/results.json` and `bench/results.md` (or `--out`).
 
 Data: the real MNIST test split from `--data-root` (default `../shared/mnist`), else
@@ -111,7 +116,7 @@ class Timer(L.Callback):
 
 
 def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str,
-                  span: bool = False) -> dict[str, float]:  # fmt: skip
+                  span: bool = False, extra: tuple[L.Callback, ...] = ()) -> dict[str, float]:  # fmt: skip
     """(a): our module, DataModule and default callbacks through trainer.fit."""
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
@@ -123,7 +128,7 @@ def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str,
     bar = cfg.trainer.get("enable_progress_bar", True)
     callbacks = [c for c in callbacks if bar or not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     trainer = instantiate(
-        cfg.trainer, accelerator=accelerator, devices=1, callbacks=[*callbacks, timer],
+        cfg.trainer, accelerator=accelerator, devices=1, callbacks=[*callbacks, timer, *extra],
         logger=[instantiate(c) for c in cfg.logger.values() if c], max_epochs=-1,
         max_steps=(warmup + iters + 1) * (cfg.step_ratio.d_steps + cfg.step_ratio.g_steps),
         enable_progress_bar=bar, enable_model_summary=False,
@@ -180,51 +185,139 @@ def plain_iteration(g: torch.nn.Module, d: torch.nn.Module, opt_g: Any, opt_d: A
     d.requires_grad_(True)
 
 
+class PlainLoop:
+    """(b): the floor. Same nets, losses, optimizers and ratio; data already a float tensor."""
+
+    def __init__(self, cfg: DictConfig, images: torch.Tensor, device: torch.device) -> None:
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.device = cfg, device
+        g = instantiate(cfg.model.generator).to(device)
+        d = instantiate(cfg.model.discriminator).to(device)
+        c = cfg.optimizer
+        bf16 = str(cfg.trainer.precision).startswith("bf16")
+        fp16 = str(cfg.trainer.precision).startswith("16")
+        fused = not (fp16 and (c.clip_value is not None or c.clip_norm is not None))  # as ours
+        self.opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr, fused)
+        self.opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale, fused)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # 16-mixed's loss scaling
+        self.per = cfg.data.batch_size * cfg.step_ratio.d_steps
+        self.data = images.to(device)  # (N, 1, S, S) float
+        if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
+            g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+            self.data = self.data.contiguous(memory_format=torch.channels_last)
+        self.g, self.d = g, d
+        mode = cfg.perf.compile_mode
+        self.gc, self.dc = (torch.compile(g, mode=mode), torch.compile(d, mode=mode)) if cfg.perf.compile else (g, d)  # fmt: skip
+        self.amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
+                                  enabled=bf16 or fp16)  # fmt: skip
+        self.n, self.i = self.data.size(0) // self.per, 0
+
+    def step(self) -> None:
+        """One iteration on the next slice of the data."""
+        k = self.i % self.n
+        self.i += 1
+        with self.amp:
+            plain_iteration(self.gc, self.dc, self.opt_g, self.opt_d,
+                            self.data[k * self.per : (k + 1) * self.per], self.cfg,
+                            self.cfg.noise.dim, self.scaler)  # fmt: skip
+
+    def flops_per_iter(self) -> float:
+        flops = FlopCounterMode(display=False)
+        with flops:
+            plain_iteration(self.g, self.d, self.opt_g, self.opt_d, self.data[: self.per],
+                            self.cfg, self.cfg.noise.dim, self.scaler)  # fmt: skip
+        return float(flops.get_total_flops())
+
+
 def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
               device: torch.device, span: bool = False) -> dict[str, float]:  # fmt: skip
-    """(b): the floor. Same nets, losses, optimizers and ratio; data already a float tensor."""
-    torch.manual_seed(cfg.seed)
-    g = instantiate(cfg.model.generator).to(device)
-    d = instantiate(cfg.model.discriminator).to(device)
-    c = cfg.optimizer
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
-    fp16 = str(cfg.trainer.precision).startswith("16")
-    fused = not (fp16 and (c.clip_value is not None or c.clip_norm is not None))  # as the module
-    opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr, fused)
-    opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale, fused)
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # 16-mixed's loss scaling
-    per = cfg.data.batch_size * cfg.step_ratio.d_steps
-    data = images.to(device)
-    if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
-        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
-        data = data.contiguous(memory_format=torch.channels_last)
-    mode = cfg.perf.compile_mode
-    gc, dc = (
-        (torch.compile(g, mode=mode), torch.compile(d, mode=mode)) if cfg.perf.compile else (g, d)
-    )
-    amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
-                         enabled=bf16 or fp16)  # fmt: skip
-    n = data.size(0) // per
+    """(b) alone: `iters` timed iterations after `warmup`."""
+    loop = PlainLoop(cfg, images, device)
     reset_peaks()
     times, start = [], 0.0
     for i in range(warmup + iters):
-        real = data[(i % n) * per : (i % n + 1) * per]
         if not span or i == warmup:  # span: only the timed block's ends wait for the device
             sync(device)
             t0 = start = time.perf_counter()
-        with amp:
-            plain_iteration(gc, dc, opt_g, opt_d, real, cfg, cfg.noise.dim, scaler)
+        loop.step()
         if not span and i >= warmup:
             sync(device)
             times.append(time.perf_counter() - t0)
     if span:
         sync(device)
         times = [(time.perf_counter() - start) / iters]
-    flops = FlopCounterMode(display=False)
-    with flops:
-        plain_iteration(g, d, opt_g, opt_d, data[:per], cfg, cfg.noise.dim, scaler)
     return {"s_per_iter": statistics.median(times), "peak_rss_mb": peak_rss_mb(),
-            "flops_per_iter": float(flops.get_total_flops()), **_gpu_peak()}  # fmt: skip
+            "flops_per_iter": loop.flops_per_iter(), **_gpu_peak()}  # fmt: skip
+
+
+class Interleave(L.Callback):
+    """After each of (a)'s iterations, one iteration of (b): each pair runs within a second.
+
+    (a)'s time is from the end of the previous (b) iteration to this batch's end: the data
+    fetch, the step and every hook. Drifts of a shared machine hit both sides of a pair
+    alike, so the pairs' ratios are far steadier than whole blocks timed apart.
+    """
+
+    def __init__(self, loop: PlainLoop, warmup: int) -> None:
+        self.loop, self.warmup = loop, warmup
+        self.ours: list[float] = []
+        self.plain: list[float] = []
+        self.mark: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        sync(self.loop.device)
+        t0 = time.perf_counter()
+        if self.mark is not None:
+            self.ours.append(t0 - self.mark)
+        self.loop.step()
+        sync(self.loop.device)
+        self.mark = time.perf_counter()
+        self.plain.append(self.mark - t0)
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """(b, a) seconds per pair after the warm-ups: (a)'s iteration, then its (b)."""
+        return list(zip(self.plain[1:], self.ours))[self.warmup :]
+
+
+def run_interleaved(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
+                    accelerator: str, device: torch.device,
+                    ) -> tuple[list[tuple[float, float]], dict[str, float]]:  # fmt: skip
+    """(a) through trainer.fit with one (b) iteration after each of its iterations."""
+    inter = Interleave(PlainLoop(cfg, images, device), warmup)
+    stats = run_lightning(cfg, iters, warmup, accelerator, extra=(inter,))
+    return inter.pairs(), stats
+
+
+def measure(cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace,
+            device: torch.device) -> dict[str, Any]:  # fmt: skip
+    """Seconds per iteration of (a) and (b), their ratio, FLOPs and peak memory."""
+    if args.timing == "interleaved":
+        alone = run_plain(cfg, images, 2, 1, device)  # (b)'s own peak memory, and the FLOPs
+        reps = [run_interleaved(cfg, images, args.iters, args.warmup, args.accelerator, device)
+                for _ in range(args.repeats)]  # fmt: skip
+        pairs = [pair for rep, _ in reps for pair in rep]
+        ours = median_run([stats for _, stats in reps])
+        return {"plain_s": statistics.median(b for b, _ in pairs),
+                "ours_s": statistics.median(a for _, a in pairs),
+                "ratio": statistics.median(b / a for b, a in pairs),
+                "ratios": [statistics.median(b / a for b, a in rep) for rep, _ in reps],
+                "flops": alone["flops_per_iter"], "plain": alone, "ours": ours}  # fmt: skip
+    span = args.timing == "span"
+    runs = []  # ((b), (a)) per repeat; the order alternates, so neither always runs second
+    for r in range(args.repeats):
+        if r % 2 == 0:
+            plain = run_plain(cfg, images, args.iters, args.warmup, device, span)
+            ours = run_lightning(cfg, args.iters, args.warmup, args.accelerator, span)
+        else:
+            ours = run_lightning(cfg, args.iters, args.warmup, args.accelerator, span)
+            plain = run_plain(cfg, images, args.iters, args.warmup, device, span)
+        runs.append((plain, ours))
+    b, a = median_run([r[0] for r in runs]), median_run([r[1] for r in runs])
+    # Each (a) ran right beside its (b): the median of the paired ratios cancels slow drifts.
+    ratios = [rb["s_per_iter"] / ra["s_per_iter"] for rb, ra in runs]
+    return {"plain_s": b["s_per_iter"], "ours_s": a["s_per_iter"],
+            "ratio": statistics.median(ratios), "ratios": ratios,
+            "flops": b["flops_per_iter"], "plain": b, "ours": a}  # fmt: skip
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -323,15 +416,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
     p.add_argument("--iters", type=int, default=30, help="timed iterations per measurement")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3, help="(a), (b) pairs; medians are reported")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="runs of (a) and (b); medians are reported"
+    )
     p.add_argument("--quick", action="store_true", help="dcgan at batch 128 only")
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     p.add_argument(
         "--timing",
         default="auto",
-        choices=["auto", "iteration", "span"],
-        help="iteration: sync and time each iteration, report medians (auto on a CPU); "
-        "span: sync only around the timed block, so a GPU runs ahead as in training (auto on a GPU)",
+        choices=["auto", "interleaved", "blocks", "span"],
+        help="interleaved (auto on a CPU): one (b) iteration after each (a) iteration, each "
+        "pair timed side by side; blocks: whole runs of (a) and of (b), each iteration timed; "
+        "span (auto on a GPU): whole runs, synced only at their ends, so a GPU runs ahead as in "
+        "training",
     )
     p.add_argument(
         "--epoch-overhead",
@@ -345,8 +442,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.models, args.batch_sizes, args.iters, args.repeats = ["dcgan"], [128], 20, 5
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
-    span = args.timing == "span" or (args.timing == "auto" and device.type == "cuda")
-    args.timing = "span" if span else "iteration"  # what the tables say was done
+    if args.timing == "auto":  # what the tables then say was done
+        args.timing = "span" if device.type == "cuda" else "interleaved"
     root = args.data_root if Path(args.data_root, "MNIST", "raw").exists() else None
     peak, dtype = 0.0, torch.float32  # measured once, in the first configuration's dtype
     rows = []
@@ -361,31 +458,15 @@ def main(argv: list[str] | None = None) -> None:
                     dtype = compute_dtype(cfg)
                     peak = matmul_peak(device, dtype)
                 per = bs * cfg.step_ratio.d_steps
-                # Interleaved repeats: machine noise hits (a) and (b) alike; medians of each.
-                # The order alternates ((b) first, then (a) first), so neither side always
-                # runs second in the process.
-                runs = []  # ((b), (a)) per repeat
-                for r in range(args.repeats):
-                    if r % 2 == 0:
-                        plain = run_plain(cfg, images, args.iters, args.warmup, device, span)
-                        ours = run_lightning(cfg, args.iters, args.warmup, args.accelerator, span)
-                    else:
-                        ours = run_lightning(cfg, args.iters, args.warmup, args.accelerator, span)
-                        plain = run_plain(cfg, images, args.iters, args.warmup, device, span)
-                    runs.append((plain, ours))
-                b = median_run([r[0] for r in runs])
-                a = median_run([r[1] for r in runs])
-                # Each (a) ran right beside its (b): the median of the paired ratios cancels
-                # the slow drifts of a shared machine. Every pair's ratio is kept too.
-                ratios = [rb["s_per_iter"] / ra["s_per_iter"] for rb, ra in runs]
+                m = measure(cfg, images, args, device)
+                a, b = m["ours"], m["plain"]
                 row = {
                     "model": model, "batch_size": bs,
-                    "ours_img_s": per / a["s_per_iter"], "plain_img_s": per / b["s_per_iter"],
-                    "ratio": statistics.median(ratios),
-                    "ratios": ratios,
-                    "gflop_per_iter": b["flops_per_iter"] / 1e9,
-                    "mflop_per_image": b["flops_per_iter"] / per / 1e6,
-                    "plain_share_of_peak": b["flops_per_iter"] / b["s_per_iter"] / peak,
+                    "ours_img_s": per / m["ours_s"], "plain_img_s": per / m["plain_s"],
+                    "ratio": m["ratio"], "ratios": m["ratios"],
+                    "gflop_per_iter": m["flops"] / 1e9,
+                    "mflop_per_image": m["flops"] / per / 1e6,
+                    "plain_share_of_peak": m["flops"] / m["plain_s"] / peak,
                     "ours_peak_rss_mb": a["peak_rss_mb"], "plain_peak_rss_mb": b["peak_rss_mb"],
                     **({"ours_peak_gpu_mb": a["peak_gpu_mb"], "plain_peak_gpu_mb": b["peak_gpu_mb"]}
                        if "peak_gpu_mb" in a else {}),
