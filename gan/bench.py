@@ -21,7 +21,9 @@ images/s are medians. How (a) and (b) are interleaved (`--timing`):
       alternating per repeat; the ratio is the median of the repeats' ratios.
   span (the default on a GPU): as blocks, but synced only at the ends of the timed
       iterations, so the GPU runs ahead of Python as it does in training.
-Results go to `bench/results.json` and `bench/results.md` (or `--out`).
+Results go to `bench/results.json` and `bench/results.md` (or `--out`). `--profile N` adds
+torch.profiler's view of N iterations of (a): `profile_<model>_<batch>.md` (the top ops;
+on a GPU, how busy the GPU was) and a Chrome trace.
 
 Data: the real MNIST test split from `--data-root` (default `../shared/mnist`), else
 random uint8 images of the same shape.
@@ -45,6 +47,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from torch.profiler import ProfilerActivity
 from torch.utils.flop_counter import FlopCounterMode
 
 from gan.config import register, to_dict
@@ -320,6 +323,64 @@ def measure(cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace,
             "flops": b["flops_per_iter"], "plain": b, "ours": a}  # fmt: skip
 
 
+class Profile(L.Callback):
+    """torch.profiler over `iters` of (a)'s iterations after `warmup`: where the time goes."""
+
+    def __init__(self, warmup: int, iters: int, device: torch.device) -> None:
+        activities = [ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        self.prof = torch.profiler.profile(activities=activities)
+        self.warmup, self.iters, self.device = warmup, iters, device
+        self.seen, self.t0, self.wall = 0, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.seen == self.warmup:
+            sync(self.device)
+            self.prof.start()
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.seen += 1
+        if self.seen == self.warmup + self.iters:
+            sync(self.device)
+            self.wall = time.perf_counter() - self.t0
+            self.prof.stop()
+
+
+def profile(cfg: DictConfig, iters: int, warmup: int, accelerator: str, device: torch.device,
+            out: Path, name: str, overrides: list[str]) -> dict[str, float]:  # fmt: skip
+    """Profile (a) and write `profile_<name>.md` (the top ops) and `trace_<name>.json`.
+
+    On a GPU, the ops are sorted by their own GPU time, and the summary says how busy
+    the GPU was: kernel time over wall time. Well below 1, the step is bound by Python and
+    kernel launches, not by arithmetic.
+    """
+    prof = Profile(warmup, iters, device)
+    run_lightning(cfg, iters, warmup, accelerator, extra=(prof,))
+    events = prof.prof.key_averages()
+    gpu = device.type == "cuda"
+    key = "self_device_time_total" if gpu else "self_cpu_time_total"
+    out.mkdir(parents=True, exist_ok=True)
+    prof.prof.export_chrome_trace(str(out / f"trace_{name}.json"))
+    ms = prof.wall / iters * 1e3
+    summary = {"profiled_iters": iters, "wall_ms_per_iter": ms}
+    lines = [f"# Where the time goes: {name}", "",
+             f"torch.profiler over {iters} iterations of our step (after {warmup} warm-ups), "
+             f"overrides: {' '.join(overrides) or 'none'}. Wall time "
+             f"{ms:.2f} ms per iteration (the profiler's own overhead included)."]  # fmt: skip
+    if gpu:
+        busy = sum(e.self_device_time_total for e in events) / 1e3 / iters
+        summary |= {"gpu_busy_ms_per_iter": busy, "gpu_busy_share": busy / ms}
+        lines.append(f"GPU kernels ran {busy:.2f} ms per iteration: the GPU was busy "
+                     f"{100 * busy / ms:.0f}% of the time.")  # fmt: skip
+    lines += ["", f"Top ops by {key}:", "", "```",
+              events.table(sort_by=key, row_limit=25), "```",
+              f"Open `trace_{name}.json` in chrome://tracing or https://ui.perfetto.dev."]  # fmt: skip
+    (out / f"profile_{name}.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -435,6 +496,8 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also time dcgan epochs with the default metrics/callbacks against none",
     )
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also run torch.profiler over N iterations of (a): profile_*.md, trace_*.json")  # fmt: skip
     p.add_argument("--data-root", default=str(CONF.parents[1] / "shared" / "mnist"))
     p.add_argument("--out", default="bench")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both (a) and (b)")
@@ -471,6 +534,9 @@ def main(argv: list[str] | None = None) -> None:
                     **({"ours_peak_gpu_mb": a["peak_gpu_mb"], "plain_peak_gpu_mb": b["peak_gpu_mb"]}
                        if "peak_gpu_mb" in a else {}),
                 }  # fmt: skip
+                if args.profile:
+                    row["profile"] = profile(cfg, args.profile, args.warmup, args.accelerator,
+                                             device, Path(args.out), f"{model}_{bs}", args.overrides)  # fmt: skip
                 rows.append(row)
                 print(f"{model:9s} B={bs:<4d} ours {row['ours_img_s']:8.0f} img/s | plain "
                       f"{row['plain_img_s']:8.0f} img/s | ratio {row['ratio']:.3f} | "
@@ -516,6 +582,10 @@ def write(rows: list[dict[str, Any]], peak: float, dtype: torch.dtype, device: t
                       f"(+{100 * overhead['overhead']:.1f}% per epoch). Once per run, the defaults "
                       f"add {overhead['one_off_s']:.1f} s (classifier load, the real images' "
                       f"features, the GIF)."]  # fmt: skip
+    for r in rows:
+        if "profile" in r:
+            lines += ["", f"Where the time goes in {r['model']} at batch {r['batch_size']}: "
+                          f"`profile_{r['model']}_{r['batch_size']}.md` (torch.profiler)."]  # fmt: skip
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")

@@ -24,7 +24,7 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
     bench.main(["--models", "mlp", "--batch-sizes", "8", "--iters", "3", "--warmup", "1",
                 "--repeats", "1", "--data-root", str(tiny_root), "--out", str(out),
-                "--epoch-overhead", *overrides])  # fmt: skip
+                "--epoch-overhead", "--profile", "2", *overrides])  # fmt: skip
     result = json.loads((out / "results.json").read_text())
     (row,) = result["rows"]
     assert (row["model"], row["batch_size"]) == ("mlp", 8)
@@ -36,6 +36,10 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     md = (out / "results.md").read_text()
     assert "| mlp | 8 |" in md and "per epoch" in md
     assert result["meta"]["timing"] == "interleaved"  # auto, on a CPU
+    assert row["profile"]["profiled_iters"] == 2 and row["profile"]["wall_ms_per_iter"] > 0
+    prof = (out / "profile_mlp_8.md").read_text()
+    assert "Self CPU" in prof and "aten::addmm" in prof  # the MLP's matmuls are in the top ops
+    assert json.loads((out / "trace_mlp_8.json").read_text())["traceEvents"]
 
 
 @pytest.mark.parametrize("timing", ["span", "blocks"])
