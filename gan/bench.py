@@ -299,7 +299,8 @@ def measure(cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace,
         reps = [run_interleaved(cfg, images, args.iters, args.warmup, args.accelerator, device)
                 for _ in range(args.repeats)]  # fmt: skip
         pairs = [pair for rep, _ in reps for pair in rep]
-        ours = median_run([stats for _, stats in reps])
+        ours = median_run([stats for _, stats in reps])  # for its peak memory, which here
+        # includes the plain loop's networks (small beside the process's own)
         return {"plain_s": statistics.median(b for b, _ in pairs),
                 "ours_s": statistics.median(a for _, a in pairs),
                 "ratio": statistics.median(b / a for b, a in pairs),
