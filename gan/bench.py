@@ -52,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gan.config import register, to_dict
 from gan.losses import LOSSES, make_targets
-from gan.module import GAN, build_optimizer
+from gan.module import GAN, build_optimizer, use_fused
 from gan.train import MODULE_GROUPS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -197,12 +197,12 @@ class PlainLoop:
         g = instantiate(cfg.model.generator).to(device)
         d = instantiate(cfg.model.discriminator).to(device)
         c = cfg.optimizer
-        bf16 = str(cfg.trainer.precision).startswith("bf16")
-        fp16 = str(cfg.trainer.precision).startswith("16")
-        fused = not (fp16 and (c.clip_value is not None or c.clip_norm is not None))  # as ours
+        dtype = compute_dtype(cfg)
+        fused = use_fused(c, cfg.trainer.precision)  # as the module decides
         self.opt_g = build_optimizer(g.parameters(), c.g, c.g.lr or c.lr, fused)
         self.opt_d = build_optimizer(d.parameters(), c.d, c.d.lr or c.lr * c.d_lr_scale, fused)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # 16-mixed's loss scaling
+        # 16-mixed's loss scaling
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.per = cfg.data.batch_size * cfg.step_ratio.d_steps
         self.data = images.to(device)  # (N, 1, S, S) float
         if cfg.perf.channels_last:  # the same options as the module's, for a fair floor
@@ -211,8 +211,7 @@ class PlainLoop:
         self.g, self.d = g, d
         mode = cfg.perf.compile_mode
         self.gc, self.dc = (torch.compile(g, mode=mode), torch.compile(d, mode=mode)) if cfg.perf.compile else (g, d)  # fmt: skip
-        self.amp = torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
-                                  enabled=bf16 or fp16)  # fmt: skip
+        self.amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.n, self.i = self.data.size(0) // self.per, 0
 
     def step(self) -> None:

@@ -80,6 +80,16 @@ def _typed(schema: type, node: Any) -> DictConfig:
 FUSED = {"adam", "sgd"}  # torch (>= 2.4) has fused kernels for these on CPU and CUDA
 
 
+def use_fused(optim_cfg: Any, precision: str) -> bool:
+    """Whether the optimizers may be fused under this `trainer.precision`.
+
+    A fused optimizer unscales 16-mixed gradients inside its own step, too late for
+    clipping: Lightning refuses that pair, so clipped 16-mixed runs use foreach.
+    """
+    clipped = optim_cfg.clip_value is not None or optim_cfg.clip_norm is not None
+    return not (clipped and str(precision) == "16-mixed")
+
+
 def build_optimizer(params: Any, spec: Any, lr: float, fused: bool = True) -> torch.optim.Optimizer:
     """One network's optimizer from an `OptimSpec`, with torch's fastest kernels.
 
@@ -202,11 +212,7 @@ class GAN(L.LightningModule):
         d_spec: OptimSpec = c.d
         g_lr = g_spec.lr if g_spec.lr is not None else c.lr
         d_lr = d_spec.lr if d_spec.lr is not None else c.lr * c.d_lr_scale
-        # A fused optimizer unscales 16-mixed gradients inside its own step, too late for
-        # clipping: Lightning refuses that pair, so clipped 16-mixed runs use foreach.
-        clipped = c.clip_value is not None or c.clip_norm is not None
-        fp16 = self._trainer is not None and str(self.trainer.precision) == "16-mixed"
-        fused = not (clipped and fp16)
+        fused = use_fused(c, self.trainer.precision if self._trainer is not None else "32-true")
         return [
             build_optimizer(self.generator.parameters(), g_spec, g_lr, fused),
             build_optimizer(self.discriminator.parameters(), d_spec, d_lr, fused),
