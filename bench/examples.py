@@ -84,12 +84,20 @@ class MLPGenerator(nn.Module):
         super().__init__()
 
         def block(c_in: int, c_out: int, bn: bool = True) -> list[nn.Module]:
-            return [nn.Linear(c_in, c_out), *([nn.BatchNorm1d(c_out, 0.8)] if bn else []),
-                    nn.LeakyReLU(0.2, inplace=True)]  # fmt: skip
+            return [
+                nn.Linear(c_in, c_out),
+                *([nn.BatchNorm1d(c_out, 0.8)] if bn else []),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
 
-        self.net = nn.Sequential(*block(latent_dim, 128, bn=False), *block(128, 256),
-                                 *block(256, 512), *block(512, 1024), nn.Linear(1024, 784),
-                                 nn.Tanh())  # fmt: skip
+        self.net = nn.Sequential(
+            *block(latent_dim, 128, bn=False),
+            *block(128, 256),
+            *block(256, 512),
+            *block(512, 1024),
+            nn.Linear(1024, 784),
+            nn.Tanh(),
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, 1, 28, 28)  # (B, 1, 28, 28)
@@ -102,9 +110,14 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.LeakyReLU(0.2, inplace=True),
-                                 nn.Linear(512, 256), nn.LeakyReLU(0.2, inplace=True),
-                                 nn.Linear(256, 1))  # fmt: skip
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(256, 1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).view(-1)  # (B,)
@@ -141,20 +154,29 @@ class LightningExampleGAN(L.LightningModule):
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         adam = {"lr": 2e-4, "betas": (0.5, 0.999)}
-        return (torch.optim.Adam(self.generator.parameters(), **adam),
-                torch.optim.Adam(self.discriminator.parameters(), **adam))  # fmt: skip
+        return (
+            torch.optim.Adam(self.generator.parameters(), **adam),
+            torch.optim.Adam(self.discriminator.parameters(), **adam),
+        )
 
 
 def theirs_lightning(root: str, iters: int, warmup: int, log_dir: str) -> float:
     """Seconds per iteration of Lightning's example on its DataModule's data pipeline."""
     torch.manual_seed(0)
     data = PILMNIST(root, transform=T.ToTensor())
-    loader = DataLoader(data, batch_size=32, shuffle=True, num_workers=16, drop_last=True,
-                        pin_memory=True)  # fmt: skip
+    loader = DataLoader(
+        data, batch_size=32, shuffle=True, num_workers=16, drop_last=True, pin_memory=True
+    )
     timer = bench.Timer(warmup, iters)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=2 * (warmup + iters + 1),
-                        callbacks=[timer], default_root_dir=log_dir,
-                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=2 * (warmup + iters + 1),
+        callbacks=[timer],
+        default_root_dir=log_dir,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(LightningExampleGAN(), loader)
     return timer.s_per_iter()
 
@@ -163,8 +185,7 @@ def theirs_dcgan(root: str, iters: int, warmup: int) -> float:
     """Seconds per iteration of PyTorch's DCGAN example loop and data pipeline."""
     torch.manual_seed(0)
     tf = T.Compose([T.Resize(64), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
-    loader = DataLoader(PILMNIST(root, transform=tf), batch_size=64, shuffle=True,
-                        num_workers=2)  # fmt: skip
+    loader = DataLoader(PILMNIST(root, transform=tf), batch_size=64, shuffle=True, num_workers=2)
     g, d = DCGAN64G(100, 64), DCGAN64D(64)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -195,18 +216,27 @@ def theirs_dcgan(root: str, iters: int, warmup: int) -> float:
 
 PAIRS: dict[str, dict[str, Any]] = {
     "dcgan": {
-        "theirs": "PyTorch's DCGAN example (64x64, ngf = ndf = 64)", "batch": 64,
+        "theirs": "PyTorch's DCGAN example (64x64, ngf = ndf = 64)",
+        "batch": 64,
         "model": "dcgan64",
-        "overrides": ["model.generator.base_channels=64", "model.discriminator.base_channels=64",
-                      "perf.reuse_fake=true"],
+        "overrides": [
+            "model.generator.base_channels=64",
+            "model.discriminator.base_channels=64",
+            "perf.reuse_fake=true",
+        ],
     },
     "lightning": {
-        "theirs": "Lightning's GAN example (MLP 128-256-512-1024)", "batch": 32, "model": "mlp",
-        "overrides": [f"model.generator._target_={__name__}.MLPGenerator", "~model.generator.hidden",
-                      f"model.discriminator._target_={__name__}.MLPDiscriminator",
-                      "~model.discriminator.hidden"],
+        "theirs": "Lightning's GAN example (MLP 128-256-512-1024)",
+        "batch": 32,
+        "model": "mlp",
+        "overrides": [
+            f"model.generator._target_={__name__}.MLPGenerator",
+            "~model.generator.hidden",
+            f"model.discriminator._target_={__name__}.MLPDiscriminator",
+            "~model.discriminator.hidden",
+        ],
     },
-}  # fmt: skip
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,8 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.only:
             pair = PAIRS[name]
             iters = args.iters or (8 if name == "dcgan" else 100)  # dcgan64: ~1 s an iteration
-            cfg = bench.compose_cfg(pair["model"], pair["batch"], args.data_root,
-                                    os.path.join(tmp, name), pair["overrides"])  # fmt: skip
+            cfg = bench.compose_cfg(
+                pair["model"],
+                pair["batch"],
+                args.data_root,
+                os.path.join(tmp, name),
+                pair["overrides"],
+            )
             runs = []
             for r in range(args.repeats):
                 if name == "dcgan":
@@ -235,28 +270,50 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 o = bench.run_lightning(cfg, iters, args.warmup, "cpu")["s_per_iter"]
                 runs.append((t, o))
-                print(f"{name} repeat {r}: theirs {pair['batch'] / t:.0f} img/s, "
-                      f"ours {pair['batch'] / o:.0f} img/s", flush=True)  # fmt: skip
+                print(
+                    f"{name} repeat {r}: theirs {pair['batch'] / t:.0f} img/s, "
+                    f"ours {pair['batch'] / o:.0f} img/s",
+                    flush=True,
+                )
             theirs = statistics.median(t for t, _ in runs)
             ours = statistics.median(o for _, o in runs)
-            rows.append({"pair": name, "theirs": pair["theirs"], "batch_size": pair["batch"],
-                         "ours_overrides": [f"model={pair['model']}", *pair["overrides"]],
-                         "theirs_img_s": pair["batch"] / theirs, "ours_img_s": pair["batch"] / ours,
-                         "ours_over_theirs": statistics.median(t / o for t, o in runs)})  # fmt: skip
+            rows.append(
+                {
+                    "pair": name,
+                    "theirs": pair["theirs"],
+                    "batch_size": pair["batch"],
+                    "ours_overrides": [f"model={pair['model']}", *pair["overrides"]],
+                    "theirs_img_s": pair["batch"] / theirs,
+                    "ours_img_s": pair["batch"] / ours,
+                    "ours_over_theirs": statistics.median(t / o for t, o in runs),
+                }
+            )
     write(rows, Path(args.out), args)
 
 
 def write(rows: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    meta = {"machine": machine, "torch": torch.__version__, "warmup": args.warmup,
-            "repeats": args.repeats, "data": f"{args.data_root} (test split)"}  # fmt: skip
+    meta = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "data": f"{args.data_root} (test split)",
+    }
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [f"Machine: {machine}; torch {torch.__version__}; the MNIST test split; "
-             f"{args.repeats} interleaved repeats, medians.", "",
-             "| example | batch | theirs img/s | ours img/s | ours / theirs |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['theirs']} | {r['batch_size']} | {r['theirs_img_s']:.0f} | "
-              f"{r['ours_img_s']:.0f} | {r['ours_over_theirs']:.2f} |" for r in rows]  # fmt: skip
+    lines = [
+        f"Machine: {machine}; torch {torch.__version__}; the MNIST test split; "
+        f"{args.repeats} interleaved repeats, medians.",
+        "",
+        "| example | batch | theirs img/s | ours img/s | ours / theirs |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['theirs']} | {r['batch_size']} | {r['theirs_img_s']:.0f} | "
+        f"{r['ours_img_s']:.0f} | {r['ours_over_theirs']:.2f} |"
+        for r in rows
+    ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -32,13 +32,24 @@ def column(rows: list[dict[str, str]], key: str) -> list[float]:
 
 def run(recipe: str, epochs: int, args: argparse.Namespace, out: Path) -> dict[str, object]:
     folder = out / recipe
-    cmd = [sys.executable, "-m", "gan.train", f"experiment={recipe}", f"data.root={args.data_root}",
-           f"data.split={args.split}", "data.download=false", f"trainer.max_epochs={epochs}",
-           "trainer.enable_progress_bar=false", "logger=csv", f"hydra.run.dir={folder}",
-           *args.overrides]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "gan.train",
+        f"experiment={recipe}",
+        f"data.root={args.data_root}",
+        f"data.split={args.split}",
+        "data.download=false",
+        f"trainer.max_epochs={epochs}",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"hydra.run.dir={folder}",
+        *args.overrides,
+    ]
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
+    )
     result = (
         json.loads((folder / "result.json").read_text())
         if (folder / "result.json").exists()
@@ -56,9 +67,12 @@ def run(recipe: str, epochs: int, args: argparse.Namespace, out: Path) -> dict[s
         with metrics.open(newline="") as f:
             rows = list(csv.DictReader(f))
         fid = column(rows, "val/fid")
-        for key, values in (("fid", fid), ("coverage", column(rows, "val/coverage")),
-                            ("mnist_score", column(rows, "val/mnist_score")),
-                            ("fid_floor", column(rows, "val/fid_floor"))):  # fmt: skip
+        for key, values in (
+            ("fid", fid),
+            ("coverage", column(rows, "val/coverage")),
+            ("mnist_score", column(rows, "val/mnist_score")),
+            ("fid_floor", column(rows, "val/fid_floor")),
+        ):
             if values:
                 row[key] = values[-1]
         if fid:
@@ -83,24 +97,32 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run(r, args.epochs_64 if r == "mxnet_dcgan" else args.epochs, args, out)
-            for r in args.recipes]  # fmt: skip
+    rows = [
+        run(r, args.epochs_64 if r == "mxnet_dcgan" else args.epochs, args, out)
+        for r in args.recipes
+    ]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    (out / "recipes.json").write_text(json.dumps({"machine": machine, "split": args.split,
-                                                  "rows": rows}, indent=2) + "\n")  # fmt: skip
+    (out / "recipes.json").write_text(
+        json.dumps({"machine": machine, "split": args.split, "rows": rows}, indent=2) + "\n"
+    )
 
     def fmt(v: object, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "—"
 
-    lines = [f"Data: MNIST `{args.split}` split; machine: {machine}.", "",
-             "| recipe | epochs | val/fid (best) | floor | coverage | MNIST score | s / epoch | status |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Data: MNIST `{args.split}` split; machine: {machine}.",
+        "",
+        "| recipe | epochs | val/fid (best) | floor | coverage | MNIST score | s / epoch | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| `{r['recipe']}` | {r['epochs']} | {fmt(r.get('fid'), '.1f')} "
-                     f"({fmt(r.get('best_fid'), '.1f')}) | {fmt(r.get('fid_floor'), '.1f')} | "
-                     f"{fmt(r.get('coverage'), '.0f')} | {fmt(r.get('mnist_score'), '.2f')} | "
-                     f"{fmt(r.get('s_per_epoch'), '.1f' if r.get('s_per_epoch', 99) < 10 else '.0f')} | "
-                     f"{r['status']} |")  # fmt: skip
+        lines.append(
+            f"| `{r['recipe']}` | {r['epochs']} | {fmt(r.get('fid'), '.1f')} "
+            f"({fmt(r.get('best_fid'), '.1f')}) | {fmt(r.get('fid_floor'), '.1f')} | "
+            f"{fmt(r.get('coverage'), '.0f')} | {fmt(r.get('mnist_score'), '.2f')} | "
+            f"{fmt(r.get('s_per_epoch'), '.1f' if r.get('s_per_epoch', 99) < 10 else '.0f')} | "
+            f"{r['status']} |"
+        )
     (out / "recipes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -33,28 +33,59 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench"))
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = p.parse_args()
-    cmd = [sys.executable, "-m", "gan.train", "model=dcgan", f"data.root={args.data_root}",
-           f"data.split={args.split}", "data.download=false", f"trainer.max_epochs={args.epochs}",
-           "trainer.enable_progress_bar=false", "logger=csv", f"hydra.run.dir={args.run}",
-           *args.overrides]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "gan.train",
+        "model=dcgan",
+        f"data.root={args.data_root}",
+        f"data.split={args.split}",
+        "data.download=false",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"hydra.run.dir={args.run}",
+        *args.overrides,
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     with (Path(args.run) / "csv" / "metrics.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/fid")]
-    curve = [{"epoch": int(r["epoch"]), "seconds": float(r["val/elapsed_s"]),
-              "fid": float(r["val/fid"]), "coverage": float(r["val/coverage"])} for r in rows]  # fmt: skip
+    curve = [
+        {
+            "epoch": int(r["epoch"]),
+            "seconds": float(r["val/elapsed_s"]),
+            "fid": float(r["val/fid"]),
+            "coverage": float(r["val/coverage"]),
+        }
+        for r in rows
+    ]
     reached = {
         str(t): next((c["seconds"] for c in curve if c["fid"] <= t), None) for t in args.targets
     }
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "time_to_quality.json").write_text(json.dumps(
-        {"machine": machine, "split": args.split, "overrides": args.overrides, "curve": curve,
-         "seconds_to_fid": reached}, indent=2) + "\n")  # fmt: skip
-    lines = [f"`model=dcgan` on the MNIST `{args.split}` split, {machine}; overrides: "
-             f"{' '.join(args.overrides) or 'none'}.", "",
-             "| epoch | seconds | val/fid | coverage |", "|---|---|---|---|"]  # fmt: skip
+    (out / "time_to_quality.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "split": args.split,
+                "overrides": args.overrides,
+                "curve": curve,
+                "seconds_to_fid": reached,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    lines = [
+        f"`model=dcgan` on the MNIST `{args.split}` split, {machine}; overrides: "
+        f"{' '.join(args.overrides) or 'none'}.",
+        "",
+        "| epoch | seconds | val/fid | coverage |",
+        "|---|---|---|---|",
+    ]
     lines += [
         f"| {c['epoch']} | {c['seconds']:.0f} | {c['fid']:.1f} | {c['coverage']:.0f} |"
         for c in curve

@@ -64,8 +64,16 @@ def compose_cfg(
     register()
     data = [f"data.root={root}", "data.split=test", "data.download=false"] if root else []
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model}", f"data.batch_size={batch_size}",
-                                          "logger=csv", *data, *extra])  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={model}",
+                f"data.batch_size={batch_size}",
+                "logger=csv",
+                *data,
+                *extra,
+            ],
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = out
     return cfg
@@ -118,8 +126,14 @@ class Timer(L.Callback):
         return statistics.median(b - a for a, b in zip(m, m[1:]))
 
 
-def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str,
-                  span: bool = False, extra: tuple[L.Callback, ...] = ()) -> dict[str, float]:  # fmt: skip
+def run_lightning(
+    cfg: DictConfig,
+    iters: int,
+    warmup: int,
+    accelerator: str,
+    span: bool = False,
+    extra: tuple[L.Callback, ...] = (),
+) -> dict[str, float]:
     """(a): our module, DataModule and default callbacks through trainer.fit."""
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
@@ -131,11 +145,16 @@ def run_lightning(cfg: DictConfig, iters: int, warmup: int, accelerator: str,
     bar = cfg.trainer.get("enable_progress_bar", True)
     callbacks = [c for c in callbacks if bar or not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     trainer = instantiate(
-        cfg.trainer, accelerator=accelerator, devices=1, callbacks=[*callbacks, timer, *extra],
-        logger=[instantiate(c) for c in cfg.logger.values() if c], max_epochs=-1,
+        cfg.trainer,
+        accelerator=accelerator,
+        devices=1,
+        callbacks=[*callbacks, timer, *extra],
+        logger=[instantiate(c) for c in cfg.logger.values() if c],
+        max_epochs=-1,
         max_steps=(warmup + iters + 1) * (cfg.step_ratio.d_steps + cfg.step_ratio.g_steps),
-        enable_progress_bar=bar, enable_model_summary=False,
-    )  # fmt: skip
+        enable_progress_bar=bar,
+        enable_model_summary=False,
+    )
     reset_peaks()
     trainer.fit(module, datamodule=dm)
     return {"s_per_iter": timer.s_per_iter(), "peak_rss_mb": peak_rss_mb(), **_gpu_peak()}
@@ -147,8 +166,9 @@ def _gpu_peak() -> dict[str, float]:
     return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
-def plain_update(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: DictConfig,
-                 scaler: torch.amp.GradScaler) -> None:  # fmt: skip
+def plain_update(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: DictConfig, scaler: torch.amp.GradScaler
+) -> None:
     """backward, clip and step, as the module's update does (the scaler is off but for 16-mixed)."""
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -164,9 +184,16 @@ def plain_update(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: DictConfig
     scaler.update()
 
 
-def plain_iteration(g: torch.nn.Module, d: torch.nn.Module, opt_g: Any, opt_d: Any,
-                    real: torch.Tensor, cfg: DictConfig, z_dim: int,
-                    scaler: torch.amp.GradScaler) -> None:  # fmt: skip
+def plain_iteration(
+    g: torch.nn.Module,
+    d: torch.nn.Module,
+    opt_g: Any,
+    opt_d: Any,
+    real: torch.Tensor,
+    cfg: DictConfig,
+    z_dim: int,
+    scaler: torch.amp.GradScaler,
+) -> None:
     """One GAN iteration in plain PyTorch: d_steps D updates, then g_steps G updates."""
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss.name]
     b = real.size(0) // cfg.step_ratio.d_steps
@@ -210,7 +237,11 @@ class PlainLoop:
             self.data = self.data.contiguous(memory_format=torch.channels_last)
         self.g, self.d = g, d
         mode = cfg.perf.compile_mode
-        self.gc, self.dc = (torch.compile(g, mode=mode), torch.compile(d, mode=mode)) if cfg.perf.compile else (g, d)  # fmt: skip
+        self.gc, self.dc = (
+            (torch.compile(g, mode=mode), torch.compile(d, mode=mode))
+            if cfg.perf.compile
+            else (g, d)
+        )
         self.amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.n, self.i = self.data.size(0) // self.per, 0
 
@@ -219,20 +250,41 @@ class PlainLoop:
         k = self.i % self.n
         self.i += 1
         with self.amp:
-            plain_iteration(self.gc, self.dc, self.opt_g, self.opt_d,
-                            self.data[k * self.per : (k + 1) * self.per], self.cfg,
-                            self.cfg.noise.dim, self.scaler)  # fmt: skip
+            plain_iteration(
+                self.gc,
+                self.dc,
+                self.opt_g,
+                self.opt_d,
+                self.data[k * self.per : (k + 1) * self.per],
+                self.cfg,
+                self.cfg.noise.dim,
+                self.scaler,
+            )
 
     def flops_per_iter(self) -> float:
         flops = FlopCounterMode(display=False)
         with flops:
-            plain_iteration(self.g, self.d, self.opt_g, self.opt_d, self.data[: self.per],
-                            self.cfg, self.cfg.noise.dim, self.scaler)  # fmt: skip
+            plain_iteration(
+                self.g,
+                self.d,
+                self.opt_g,
+                self.opt_d,
+                self.data[: self.per],
+                self.cfg,
+                self.cfg.noise.dim,
+                self.scaler,
+            )
         return float(flops.get_total_flops())
 
 
-def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
-              device: torch.device, span: bool = False) -> dict[str, float]:  # fmt: skip
+def run_plain(
+    cfg: DictConfig,
+    images: torch.Tensor,
+    iters: int,
+    warmup: int,
+    device: torch.device,
+    span: bool = False,
+) -> dict[str, float]:
     """(b) alone: `iters` timed iterations after `warmup`."""
     loop = PlainLoop(cfg, images, device)
     reset_peaks()
@@ -248,8 +300,12 @@ def run_plain(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
     if span:
         sync(device)
         times = [(time.perf_counter() - start) / iters]
-    return {"s_per_iter": statistics.median(times), "peak_rss_mb": peak_rss_mb(),
-            "flops_per_iter": loop.flops_per_iter(), **_gpu_peak()}  # fmt: skip
+    return {
+        "s_per_iter": statistics.median(times),
+        "peak_rss_mb": peak_rss_mb(),
+        "flops_per_iter": loop.flops_per_iter(),
+        **_gpu_peak(),
+    }
 
 
 class Interleave(L.Callback):
@@ -281,30 +337,42 @@ class Interleave(L.Callback):
         return list(zip(self.plain[1:], self.ours))[self.warmup :]
 
 
-def run_interleaved(cfg: DictConfig, images: torch.Tensor, iters: int, warmup: int,
-                    accelerator: str, device: torch.device,
-                    ) -> tuple[list[tuple[float, float]], dict[str, float]]:  # fmt: skip
+def run_interleaved(
+    cfg: DictConfig,
+    images: torch.Tensor,
+    iters: int,
+    warmup: int,
+    accelerator: str,
+    device: torch.device,
+) -> tuple[list[tuple[float, float]], dict[str, float]]:
     """(a) through trainer.fit with one (b) iteration after each of its iterations."""
     inter = Interleave(PlainLoop(cfg, images, device), warmup)
     stats = run_lightning(cfg, iters, warmup, accelerator, extra=(inter,))
     return inter.pairs(), stats
 
 
-def measure(cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace,
-            device: torch.device) -> dict[str, Any]:  # fmt: skip
+def measure(
+    cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     """Seconds per iteration of (a) and (b), their ratio, FLOPs and peak memory."""
     if args.timing == "interleaved":
         alone = run_plain(cfg, images, 2, 1, device)  # (b)'s own peak memory, and the FLOPs
-        reps = [run_interleaved(cfg, images, args.iters, args.warmup, args.accelerator, device)
-                for _ in range(args.repeats)]  # fmt: skip
+        reps = [
+            run_interleaved(cfg, images, args.iters, args.warmup, args.accelerator, device)
+            for _ in range(args.repeats)
+        ]
         pairs = [pair for rep, _ in reps for pair in rep]
         ours = median_run([stats for _, stats in reps])  # for its peak memory, which here
         # includes the plain loop's networks (small beside the process's own)
-        return {"plain_s": statistics.median(b for b, _ in pairs),
-                "ours_s": statistics.median(a for _, a in pairs),
-                "ratio": statistics.median(b / a for b, a in pairs),
-                "ratios": [statistics.median(b / a for b, a in rep) for rep, _ in reps],
-                "flops": alone["flops_per_iter"], "plain": alone, "ours": ours}  # fmt: skip
+        return {
+            "plain_s": statistics.median(b for b, _ in pairs),
+            "ours_s": statistics.median(a for _, a in pairs),
+            "ratio": statistics.median(b / a for b, a in pairs),
+            "ratios": [statistics.median(b / a for b, a in rep) for rep, _ in reps],
+            "flops": alone["flops_per_iter"],
+            "plain": alone,
+            "ours": ours,
+        }
     span = args.timing == "span"
     runs = []  # ((b), (a)) per repeat; the order alternates, so neither always runs second
     for r in range(args.repeats):
@@ -318,9 +386,15 @@ def measure(cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace,
     b, a = median_run([r[0] for r in runs]), median_run([r[1] for r in runs])
     # Each (a) ran right beside its (b): the median of the paired ratios cancels slow drifts.
     ratios = [rb["s_per_iter"] / ra["s_per_iter"] for rb, ra in runs]
-    return {"plain_s": b["s_per_iter"], "ours_s": a["s_per_iter"],
-            "ratio": statistics.median(ratios), "ratios": ratios,
-            "flops": b["flops_per_iter"], "plain": b, "ours": a}  # fmt: skip
+    return {
+        "plain_s": b["s_per_iter"],
+        "ours_s": a["s_per_iter"],
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "flops": b["flops_per_iter"],
+        "plain": b,
+        "ours": a,
+    }
 
 
 class Profile(L.Callback):
@@ -348,8 +422,16 @@ class Profile(L.Callback):
             self.prof.stop()
 
 
-def profile(cfg: DictConfig, iters: int, warmup: int, accelerator: str, device: torch.device,
-            out: Path, name: str, overrides: list[str]) -> dict[str, float]:  # fmt: skip
+def profile(
+    cfg: DictConfig,
+    iters: int,
+    warmup: int,
+    accelerator: str,
+    device: torch.device,
+    out: Path,
+    name: str,
+    overrides: list[str],
+) -> dict[str, float]:
     """Profile (a) and write `profile_<name>.md` (the top ops) and `trace_<name>.json`.
 
     On a GPU, the ops are sorted by their own GPU time, and the summary says how busy
@@ -365,18 +447,29 @@ def profile(cfg: DictConfig, iters: int, warmup: int, accelerator: str, device: 
     prof.prof.export_chrome_trace(str(out / f"trace_{name}.json"))
     ms = prof.wall / iters * 1e3
     summary = {"profiled_iters": iters, "wall_ms_per_iter": ms}
-    lines = [f"# Where the time goes: {name}", "",
-             f"torch.profiler over {iters} iterations of our step (after {warmup} warm-ups), "
-             f"overrides: {' '.join(overrides) or 'none'}. Wall time "
-             f"{ms:.2f} ms per iteration (the profiler's own overhead included)."]  # fmt: skip
+    lines = [
+        f"# Where the time goes: {name}",
+        "",
+        f"torch.profiler over {iters} iterations of our step (after {warmup} warm-ups), "
+        f"overrides: {' '.join(overrides) or 'none'}. Wall time "
+        f"{ms:.2f} ms per iteration (the profiler's own overhead included).",
+    ]
     if gpu:
         busy = sum(e.self_device_time_total for e in events) / 1e3 / iters
         summary |= {"gpu_busy_ms_per_iter": busy, "gpu_busy_share": busy / ms}
-        lines.append(f"GPU kernels ran {busy:.2f} ms per iteration: the GPU was busy "
-                     f"{100 * busy / ms:.0f}% of the time.")  # fmt: skip
-    lines += ["", f"Top ops by {key}:", "", "```",
-              events.table(sort_by=key, row_limit=25), "```",
-              f"Open `trace_{name}.json` in chrome://tracing or https://ui.perfetto.dev."]  # fmt: skip
+        lines.append(
+            f"GPU kernels ran {busy:.2f} ms per iteration: the GPU was busy "
+            f"{100 * busy / ms:.0f}% of the time."
+        )
+    lines += [
+        "",
+        f"Top ops by {key}:",
+        "",
+        "```",
+        events.table(sort_by=key, row_limit=25),
+        "```",
+        f"Open `trace_{name}.json` in chrome://tracing or https://ui.perfetto.dev.",
+    ]
     (out / f"profile_{name}.md").write_text("\n".join(lines) + "\n")
     return summary
 
@@ -451,11 +544,18 @@ def epoch_overhead(
     from gan.train import train  # the real entry, everything included
 
     res: dict[str, float] = {}
-    for name, over in (("bare", ["metrics.enabled=false", "callbacks=none", "logger=none"]),
-                       ("defaults", [])):  # fmt: skip
+    for name, over in (
+        ("bare", ["metrics.enabled=false", "callbacks=none", "logger=none"]),
+        ("defaults", []),
+    ):
         run = os.path.join(out, name)
-        cfg = compose_cfg("dcgan", 128, root, run, [f"trainer.max_epochs={epochs}",
-                          "trainer.enable_progress_bar=false", *over, *extra])  # fmt: skip
+        cfg = compose_cfg(
+            "dcgan",
+            128,
+            root,
+            run,
+            [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false", *over, *extra],
+        )
         marks = os.path.join(out, f"{name}_marks.json")
         with open_dict(cfg):
             cfg.callbacks["epoch_timer"] = {"_target_": "gan.bench.EpochTimer", "path": marks}
@@ -466,8 +566,11 @@ def epoch_overhead(
         res[f"{name}_epoch_s"] = statistics.median(b - a for a, b in zip(m[1:], m[2:]))
     res["epochs"] = epochs
     res["overhead"] = res["defaults_epoch_s"] / res["bare_epoch_s"] - 1
-    res["one_off_s"] = (res["defaults_run_s"] - res["bare_run_s"]
-                        - epochs * (res["defaults_epoch_s"] - res["bare_epoch_s"]))  # fmt: skip
+    res["one_off_s"] = (
+        res["defaults_run_s"]
+        - res["bare_run_s"]
+        - epochs * (res["defaults_epoch_s"] - res["bare_epoch_s"])
+    )
     return res
 
 
@@ -496,8 +599,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also time dcgan epochs with the default metrics/callbacks against none",
     )
-    p.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="also run torch.profiler over N iterations of (a): profile_*.md, trace_*.json")  # fmt: skip
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run torch.profiler over N iterations of (a): profile_*.md, trace_*.json",
+    )
     p.add_argument("--data-root", default=str(CONF.parents[1] / "shared" / "mnist"))
     p.add_argument("--out", default="bench")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both (a) and (b)")
@@ -524,24 +632,45 @@ def main(argv: list[str] | None = None) -> None:
                 m = measure(cfg, images, args, device)
                 a, b = m["ours"], m["plain"]
                 row = {
-                    "model": model, "batch_size": bs,
-                    "ours_img_s": per / m["ours_s"], "plain_img_s": per / m["plain_s"],
-                    "ratio": m["ratio"], "ratios": m["ratios"],
+                    "model": model,
+                    "batch_size": bs,
+                    "ours_img_s": per / m["ours_s"],
+                    "plain_img_s": per / m["plain_s"],
+                    "ratio": m["ratio"],
+                    "ratios": m["ratios"],
                     "gflop_per_iter": m["flops"] / 1e9,
                     "mflop_per_image": m["flops"] / per / 1e6,
                     "plain_share_of_peak": m["flops"] / m["plain_s"] / peak,
-                    "ours_peak_rss_mb": a["peak_rss_mb"], "plain_peak_rss_mb": b["peak_rss_mb"],
-                    **({"ours_peak_gpu_mb": a["peak_gpu_mb"], "plain_peak_gpu_mb": b["peak_gpu_mb"]}
-                       if "peak_gpu_mb" in a else {}),
-                }  # fmt: skip
+                    "ours_peak_rss_mb": a["peak_rss_mb"],
+                    "plain_peak_rss_mb": b["peak_rss_mb"],
+                    **(
+                        {
+                            "ours_peak_gpu_mb": a["peak_gpu_mb"],
+                            "plain_peak_gpu_mb": b["peak_gpu_mb"],
+                        }
+                        if "peak_gpu_mb" in a
+                        else {}
+                    ),
+                }
                 if args.profile:
-                    row["profile"] = profile(cfg, args.profile, args.warmup, args.accelerator,
-                                             device, Path(args.out), f"{model}_{bs}", args.overrides)  # fmt: skip
+                    row["profile"] = profile(
+                        cfg,
+                        args.profile,
+                        args.warmup,
+                        args.accelerator,
+                        device,
+                        Path(args.out),
+                        f"{model}_{bs}",
+                        args.overrides,
+                    )
                 rows.append(row)
-                print(f"{model:9s} B={bs:<4d} ours {row['ours_img_s']:8.0f} img/s | plain "
-                      f"{row['plain_img_s']:8.0f} img/s | ratio {row['ratio']:.3f} | "
-                      f"{row['mflop_per_image']:.1f} MFLOP/img, {100 * row['plain_share_of_peak']:.0f}% "
-                      f"of matmul peak", flush=True)  # fmt: skip
+                print(
+                    f"{model:9s} B={bs:<4d} ours {row['ours_img_s']:8.0f} img/s | plain "
+                    f"{row['plain_img_s']:8.0f} img/s | ratio {row['ratio']:.3f} | "
+                    f"{row['mflop_per_image']:.1f} MFLOP/img, {100 * row['plain_share_of_peak']:.0f}% "
+                    f"of matmul peak",
+                    flush=True,
+                )
         overhead = (
             epoch_overhead(root, os.path.join(tmp, "epoch"), args.overrides)
             if args.epoch_overhead
@@ -550,42 +679,69 @@ def main(argv: list[str] | None = None) -> None:
     write(rows, peak, dtype, device, Path(args.out), args, overhead)
 
 
-def write(rows: list[dict[str, Any]], peak: float, dtype: torch.dtype, device: torch.device,
-          out: Path, args: argparse.Namespace,
-          overhead: dict[str, float] | None = None) -> None:  # fmt: skip
+def write(
+    rows: list[dict[str, Any]],
+    peak: float,
+    dtype: torch.dtype,
+    device: torch.device,
+    out: Path,
+    args: argparse.Namespace,
+    overhead: dict[str, float] | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    machine = (torch.cuda.get_device_name() if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                    f"{torch.get_num_threads()} torch threads")  # fmt: skip
-    meta = {"machine": machine, "torch": torch.__version__, "matmul_peak_gflops": peak / 1e9,
-            "matmul_peak_dtype": str(dtype).removeprefix("torch."),
-            "iters": args.iters, "warmup": args.warmup, "repeats": args.repeats,
-            "timing": args.timing, "overrides": args.overrides}  # fmt: skip
+    machine = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    meta = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "matmul_peak_gflops": peak / 1e9,
+        "matmul_peak_dtype": str(dtype).removeprefix("torch."),
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "timing": args.timing,
+        "overrides": args.overrides,
+    }
     (out / "results.json").write_text(
         json.dumps({"meta": meta, "rows": rows, "epoch_overhead": overhead}, indent=2) + "\n"
     )
-    lines = [f"Machine: {machine}; torch {torch.__version__}; "
-             f"{str(dtype).removeprefix('torch.')} matmul peak "
-             f"{peak / 1e9:.0f} GFLOP/s (measured in this run). Timing: {args.timing}, "
-             f"{args.repeats} repeats of {args.iters} iterations. Overrides: "
-             f"{' '.join(args.overrides) or 'none'}.", "",
-             "| model | batch | ours img/s | plain img/s | ours / plain | each pair's ratio | MFLOP/image | plain % of peak | peak RSS ours / plain (MB) |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Machine: {machine}; torch {torch.__version__}; "
+        f"{str(dtype).removeprefix('torch.')} matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s (measured in this run). Timing: {args.timing}, "
+        f"{args.repeats} repeats of {args.iters} iterations. Overrides: "
+        f"{' '.join(args.overrides) or 'none'}.",
+        "",
+        "| model | batch | ours img/s | plain img/s | ours / plain | each pair's ratio | MFLOP/image | plain % of peak | peak RSS ours / plain (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['batch_size']} | {r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
-                     f"{r['ratio']:.3f} | {' '.join(f'{x:.2f}' for x in r['ratios'])} | {r['mflop_per_image']:.1f} | {100 * r['plain_share_of_peak']:.0f}% | "
-                     f"{r['ours_peak_rss_mb']:.0f} / {r['plain_peak_rss_mb']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
+            f"{r['ratio']:.3f} | {' '.join(f'{x:.2f}' for x in r['ratios'])} | {r['mflop_per_image']:.1f} | {100 * r['plain_share_of_peak']:.0f}% | "
+            f"{r['ours_peak_rss_mb']:.0f} / {r['plain_peak_rss_mb']:.0f} |"
+        )
     if overhead:
-        lines += ["", f"A dcgan epoch (batch 128, median of epochs 2 to {overhead['epochs']:.0f}) with "
-                      f"the default metrics, image callbacks and checkpoints: "
-                      f"{overhead['defaults_epoch_s']:.2f} s; bare: {overhead['bare_epoch_s']:.2f} s "
-                      f"(+{100 * overhead['overhead']:.1f}% per epoch). Once per run, the defaults "
-                      f"add {overhead['one_off_s']:.1f} s (classifier load, the real images' "
-                      f"features, the GIF)."]  # fmt: skip
+        lines += [
+            "",
+            f"A dcgan epoch (batch 128, median of epochs 2 to {overhead['epochs']:.0f}) with "
+            f"the default metrics, image callbacks and checkpoints: "
+            f"{overhead['defaults_epoch_s']:.2f} s; bare: {overhead['bare_epoch_s']:.2f} s "
+            f"(+{100 * overhead['overhead']:.1f}% per epoch). Once per run, the defaults "
+            f"add {overhead['one_off_s']:.1f} s (classifier load, the real images' "
+            f"features, the GIF).",
+        ]
     for r in rows:
         if "profile" in r:
-            lines += ["", f"Where the time goes in {r['model']} at batch {r['batch_size']}: "
-                          f"`profile_{r['model']}_{r['batch_size']}.md` (torch.profiler)."]  # fmt: skip
+            lines += [
+                "",
+                f"Where the time goes in {r['model']} at batch {r['batch_size']}: "
+                f"`profile_{r['model']}_{r['batch_size']}.md` (torch.profiler).",
+            ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")

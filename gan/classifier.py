@@ -298,8 +298,11 @@ def _training_data(
         return (x, y), load_mnist_split(root, "test"), "the test split", "train"
     n_held = min(len(x) // 5, MAX_HELD_OUT)
     n = len(x) - n_held
-    log.warning("no MNIST test split in %s: measuring on the train split's last %d images",
-                mnist_raw_folder(root), n_held)  # fmt: skip
+    log.warning(
+        "no MNIST test split in %s: measuring on the train split's last %d images",
+        mnist_raw_folder(root),
+        n_held,
+    )
     return (x[:n], y[:n]), (x[n:], y[n:]), f"the last {n_held} images of the train split", "train"
 
 
@@ -310,11 +313,22 @@ def _load_cached(path: Path, split: str) -> MNISTClassifier | None:
         with torch.random.fork_rng(devices=[]):  # building it draws init weights: keep the
             clf = MNISTClassifier(int(blob["feature_dim"]))  # caller's RNG as it was
         clf.load_state_dict(blob["state_dict"])
-        clf.info = ClassifierInfo(str(blob["key"]), path, split, int(blob["num_train"]),
-                                  str(blob["held_out"]), float(blob["accuracy"]), trained=False)  # fmt: skip
+        clf.info = ClassifierInfo(
+            str(blob["key"]),
+            path,
+            split,
+            int(blob["num_train"]),
+            str(blob["held_out"]),
+            float(blob["accuracy"]),
+            trained=False,
+        )
     except Exception as e:  # corrupt, truncated or from another version: train a new one
-        log.warning("cached classifier %s is unreadable (%s: %s); training a new one",
-                    path, type(e).__name__, e)  # fmt: skip
+        log.warning(
+            "cached classifier %s is unreadable (%s: %s); training a new one",
+            path,
+            type(e).__name__,
+            e,
+        )
         return None
     return clf
 
@@ -375,21 +389,30 @@ def load_or_train(
     if path.is_file() and not retrain:
         cached = _load_cached(path, split)
         if cached is not None and cached.info is not None:
-            log.info("classifier from the cache: %s (held-out accuracy %.4f)",
-                     path, cached.info.accuracy)  # fmt: skip
+            log.info(
+                "classifier from the cache: %s (held-out accuracy %.4f)", path, cached.info.accuracy
+            )
             return freeze(cached)
 
     n = len(train[0])
     estimate = _estimate_seconds(n, max_epochs, accelerator)
-    log.info("no cached classifier for %s (split=%s, %d training images); training one "
-             "(about %.0f s) -> %s", root, split, n, estimate, path)  # fmt: skip
+    log.info(
+        "no cached classifier for %s (split=%s, %d training images); training one "
+        "(about %.0f s) -> %s",
+        root,
+        split,
+        n,
+        estimate,
+        path,
+    )
     start = time.perf_counter()
     cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):  # seeded, and the caller's RNG streams untouched
         torch.manual_seed(seed)
         module = ClassifierModule(lr=lr)
-        dm = _TensorsDataModule(train, held_out, batch_size=min(batch_size, n), seed=seed,
-                                val_batch_size=1000)  # fmt: skip
+        dm = _TensorsDataModule(
+            train, held_out, batch_size=min(batch_size, n), seed=seed, val_batch_size=1000
+        )
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=1,
@@ -422,8 +445,13 @@ def load_or_train(
     clf.info = ClassifierInfo(
         key, path, split, n, held_name, accuracy, trained=True, seconds=seconds
     )
-    log.info("classifier trained in %.0f s: accuracy %.4f on %s; saved to %s",
-             seconds, accuracy, held_name, path)  # fmt: skip
+    log.info(
+        "classifier trained in %.0f s: accuracy %.4f on %s; saved to %s",
+        seconds,
+        accuracy,
+        held_name,
+        path,
+    )
     return freeze(clf)
 
 
@@ -474,8 +502,10 @@ def run(cfg: DictConfig | ClassifierConfig) -> MNISTClassifier:
     info = clf.info
     assert info is not None
     source = f"trained in {info.seconds:.0f} s" if info.trained else "from the cache"
-    print(f"held-out accuracy: {info.accuracy:.4f} on {info.held_out} "
-          f"({info.num_train} training images, {source})")  # fmt: skip
+    print(
+        f"held-out accuracy: {info.accuracy:.4f} on {info.held_out} "
+        f"({info.num_train} training images, {source})"
+    )
     print(f"classifier: {info.path}")
     return clf
 

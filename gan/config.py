@@ -228,8 +228,12 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
         key = f"optimizer.{net}"
         _check(spec.name in OPTIMIZERS, f"{key}.name", spec.name, f"one of {OPTIMIZERS}")
         _check(spec.lr is None or spec.lr > 0, f"{key}.lr", spec.lr, "> 0 (or null)")
-        _check(len(spec.betas) == 2 and all(0 <= b < 1 for b in spec.betas), f"{key}.betas",
-               list(spec.betas), "two numbers in [0, 1)")  # fmt: skip
+        _check(
+            len(spec.betas) == 2 and all(0 <= b < 1 for b in spec.betas),
+            f"{key}.betas",
+            list(spec.betas),
+            "two numbers in [0, 1)",
+        )
         _check(spec.weight_decay >= 0, f"{key}.weight_decay", spec.weight_decay, ">= 0")
     for k in ("clip_value", "clip_norm"):
         v = c.optimizer[k]
@@ -241,10 +245,18 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     for k in ("real", "fake", "flip_prob"):
         _check(0 <= ls[k] <= 1, f"label_smoothing.{k}", ls[k], "within [0, 1]")
     _check(0 <= ls.noise <= 1, "label_smoothing.noise", ls.noise, "within [0, 1]")
-    _check(ls.real - ls.noise >= 0, "label_smoothing.noise", ls.noise,
-           "<= label_smoothing.real, so real targets stay within [0, 1]")  # fmt: skip
-    _check(ls.fake + ls.noise <= 1, "label_smoothing.noise", ls.noise,
-           "<= 1 - label_smoothing.fake, so fake targets stay within [0, 1]")  # fmt: skip
+    _check(
+        ls.real - ls.noise >= 0,
+        "label_smoothing.noise",
+        ls.noise,
+        "<= label_smoothing.real, so real targets stay within [0, 1]",
+    )
+    _check(
+        ls.fake + ls.noise <= 1,
+        "label_smoothing.noise",
+        ls.noise,
+        "<= 1 - label_smoothing.fake, so fake targets stay within [0, 1]",
+    )
     smoothing_on = ls.real != 1 or ls.fake != 0 or ls.noise > 0 or ls.flip_prob > 0
     if smoothing_on and c.loss.name not in TARGET_LOSSES:
         raise GanError(
@@ -259,11 +271,19 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(0 < c.ema.decay < 1, "ema.decay", c.ema.decay, "within (0, 1)")
     _check(c.ema.every_n_steps >= 1, "ema.every_n_steps", c.ema.every_n_steps, ">= 1")
     _check(c.guard.check_every_n >= 0, "guard.check_every_n", c.guard.check_every_n, ">= 0")
-    _check(c.guard.on_nonfinite in ("stop", "rollback"), "guard.on_nonfinite",
-           c.guard.on_nonfinite, "'stop' or 'rollback'")  # fmt: skip
+    _check(
+        c.guard.on_nonfinite in ("stop", "rollback"),
+        "guard.on_nonfinite",
+        c.guard.on_nonfinite,
+        "'stop' or 'rollback'",
+    )
     _check(0 < c.guard.lr_factor < 1, "guard.lr_factor", c.guard.lr_factor, "within (0, 1)")
-    _check(c.perf.compile_mode in COMPILE_MODES, "perf.compile_mode", c.perf.compile_mode,
-           f"one of {COMPILE_MODES}")  # fmt: skip
+    _check(
+        c.perf.compile_mode in COMPILE_MODES,
+        "perf.compile_mode",
+        c.perf.compile_mode,
+        f"one of {COMPILE_MODES}",
+    )
     _check(c.metrics.num_samples >= 2, "metrics.num_samples", c.metrics.num_samples, ">= 2")
     if c.metrics.enabled and c.data.val_size < 4:
         raise GanError(
@@ -273,8 +293,9 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(c.data.batch_size >= 1, "data.batch_size", c.data.batch_size, ">= 1")
     _check(c.data.val_size >= 0, "data.val_size", c.data.val_size, ">= 0")
     _check(c.data.num_workers >= 0, "data.num_workers", c.data.num_workers, ">= 0")
-    _check(c.model.output in ("tanh", "sigmoid"), "model.output", c.model.output,
-           "'tanh' or 'sigmoid'")  # fmt: skip
+    _check(
+        c.model.output in ("tanh", "sigmoid"), "model.output", c.model.output, "'tanh' or 'sigmoid'"
+    )
     _check(c.data.img_size in (28, 64), "data.img_size", c.data.img_size, "28 or 64")
     if c.data.img_size != c.model.img_size:
         raise GanError(

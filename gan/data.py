@@ -471,9 +471,13 @@ class MNISTDataModule(L.LightningDataModule):
                 (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             )
             sampler = EpochBatchSampler(
-                len(ds), self.batch_size * self.d_steps, self.seed, rank, world,
+                len(ds),
+                self.batch_size * self.d_steps,
+                self.seed,
+                rank,
+                world,
                 device=ds.images.device,  # on_device: one copy of the order per epoch
-            )  # fmt: skip
+            )
             self._train_loader = ResumableLoader(ds, sampler, **self._loader_kwargs())
         return self._train_loader
 

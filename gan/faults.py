@@ -162,8 +162,13 @@ class Checkpointing(L.Callback):
         trainer.save_checkpoint(path, weights_only=False)
         if self.signal is not None:
             name = signal.Signals(self.signal).name
-            log.warning("%s: saved %s at iteration %d; resume with ckpt_path=%s",
-                        name, path, iteration, path)  # fmt: skip
+            log.warning(
+                "%s: saved %s at iteration %d; resume with ckpt_path=%s",
+                name,
+                path,
+                iteration,
+                path,
+            )
             raise Interrupted(128 + self.signal)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -246,31 +251,34 @@ class TrainingHealth(L.Callback):
         half = self.window // 2
         if max(d) < self.d_loss_floor and sum(g[half:]) / half > sum(g[:half]) / half:
             self._say(
-                trainer, "saturation",
+                trainer,
+                "saturation",
                 f"the discriminator has won: its loss stayed below {self.d_loss_floor} for the "
                 f"last {self.window} readings while the generator's loss kept growing "
                 f"(now {g[-1]:.3g}). G gets no useful gradient. Try label_smoothing=one_sided, "
                 f"a lower D learning rate (optimizer.d_lr_scale=0.5) or step_ratio=d1g2.",
                 self.stop_on_saturation,
-            )  # fmt: skip
+            )
         if max(d) - min(d) < self.flat_tolerance and max(g) - min(g) < self.flat_tolerance:
             self._say(
-                trainer, "flat",
+                trainer,
+                "flat",
                 f"the losses of D and G have not changed for {self.window} readings "
                 f"(D {d[-1]:.4g}, G {g[-1]:.4g}): no learning is happening. Check the "
                 f"learning rates (optimizer.lr) and that the data is not constant.",
                 self.stop_on_flat,
-            )  # fmt: skip
+            )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         coverage = trainer.callback_metrics.get("val/coverage")
         if coverage is not None and float(coverage) < self.min_coverage:
             self._say(
-                trainer, "collapse",
+                trainer,
+                "collapse",
                 f"mode collapse: samples cover only {float(coverage):.0f} of 10 digits "
                 f"(threshold {self.min_coverage:.0f}). The generator draws a few digits only.",
                 self.stop_on_collapse,
-            )  # fmt: skip
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"d": list(self.d), "g": list(self.g), "warned": sorted(self.warned)}
@@ -330,9 +338,11 @@ def check_resume_checkpoint(
             f"ckpt_path={path} is a folder without checkpoints/last.ckpt, not a checkpoint. {hint}."
         )
     ckpt = read_checkpoint(
-        path, f"ckpt_path={path}", RESUME_HINT,
+        path,
+        f"ckpt_path={path}",
+        RESUME_HINT,
         "Resume from another checkpoint of that run, e.g. its best_*.ckpt, or copy the file again",
-    )  # fmt: skip
+    )
     hparams = ckpt["hyper_parameters"]
     theirs, ours = hparams["model"], expected_model_cfg
     if theirs.get("name") != ours.get("name"):

@@ -161,11 +161,19 @@ class GanMetrics(nn.Module):
         self.num_real = 0  # real images in the cached statistics; 0 until set_real
 
     def _new_metrics(self) -> tuple[FrechetInceptionDistance, KernelInceptionDistance]:
-        common = {"feature": self.features, "reset_real_features": False, "normalize": True,
-                  "sync_on_compute": False}  # fmt: skip
+        common = {
+            "feature": self.features,
+            "reset_real_features": False,
+            "normalize": True,
+            "sync_on_compute": False,
+        }
         fid = _quiet(FrechetInceptionDistance, **common)
-        kid = _quiet(KernelInceptionDistance, subsets=self.kid_subsets,
-                     subset_size=self.kid_subset_size, **common)  # fmt: skip
+        kid = _quiet(
+            KernelInceptionDistance,
+            subsets=self.kid_subsets,
+            subset_size=self.kid_subset_size,
+            **common,
+        )
         device = self.classifier.head.weight.device
         return fid.to(device), kid.to(device)
 
@@ -183,8 +191,10 @@ class GanMetrics(nn.Module):
             )
         lo, hi = torch.aminmax(images.detach())
         if lo < -1e-3 or hi > 1 + 1e-3:  # tanh outputs given as they are, most likely
-            raise ValueError(f"{what} images span [{lo:.3f}, {hi:.3f}], not [0, 1]: map them with "
-                             f"to_unit_range(images, output)")  # fmt: skip
+            raise ValueError(
+                f"{what} images span [{lo:.3f}, {hi:.3f}], not [0, 1]: map them with "
+                f"to_unit_range(images, output)"
+            )
         feats, logits = [], []
         for chunk in images.split(self.batch_size):
             x = chunk.to(self.device, torch.float32, non_blocking=True)  # (b, 1, S, S)

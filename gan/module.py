@@ -58,9 +58,18 @@ def rng_states() -> dict[str, Any]:
     """Every RNG the step draws from, as tensors and tuples (loadable with weights_only)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
-    return {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate(),
-            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                      float(cached))}  # fmt: skip
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "python": random.getstate(),
+        "numpy": (
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ),
+    }
 
 
 def set_rng_states(state: dict[str, Any]) -> None:
@@ -333,8 +342,11 @@ class GAN(L.LightningModule):
                 return
             floor = self.metrics.set_real(to_unit_range(torch.cat(self._real), output))
             self._real.clear()
-            log.info("real-vs-real floor (two halves of the held-out reals): FID %.3f, KID %.4f",
-                     floor["fid_floor"], floor["kid_floor"])  # fmt: skip
+            log.info(
+                "real-vs-real floor (two halves of the held-out reals): FID %.3f, KID %.4f",
+                floor["fid_floor"],
+                floor["kid_floor"],
+            )
             self.log_dict(
                 {"val/fid_floor": floor["fid_floor"], "val/kid_floor": floor["kid_floor"]}
             )
@@ -397,11 +409,16 @@ class GAN(L.LightningModule):
             return
         self._pending_check = None  # a rollback or a stop: what is in flight is moot
         bad = self._nonfinite_nets() or ["none (only the loss)"]
-        late = (f" (found at iteration {self.iteration}: GPU checks are read one check late)"
-                if iteration != self.iteration else "")  # fmt: skip
-        where = (f"at iteration {iteration} (global step {step}){late}: D loss "
-                 f"{flagged[1].item():.4g}, G loss {flagged[2].item():.4g}; networks with "
-                 f"non-finite weights: {', '.join(bad)}")  # fmt: skip
+        late = (
+            f" (found at iteration {self.iteration}: GPU checks are read one check late)"
+            if iteration != self.iteration
+            else ""
+        )
+        where = (
+            f"at iteration {iteration} (global step {step}){late}: D loss "
+            f"{flagged[1].item():.4g}, G loss {flagged[2].item():.4g}; networks with "
+            f"non-finite weights: {', '.join(bad)}"
+        )
         last = self._last_checkpoint()
         if (
             self.guard.on_nonfinite == "rollback"
@@ -433,9 +450,15 @@ class GAN(L.LightningModule):
             for group in opt.param_groups:
                 group["lr"] *= self.guard.lr_factor
         self.rollbacks += 1
-        log.warning("training diverged %s; rolled back to %s and multiplied the learning rates "
-                    "by %s (rollback %d of %d)", where, path, self.guard.lr_factor,
-                    self.rollbacks, self.guard.max_rollbacks)  # fmt: skip
+        log.warning(
+            "training diverged %s; rolled back to %s and multiplied the learning rates "
+            "by %s (rollback %d of %d)",
+            where,
+            path,
+            self.guard.lr_factor,
+            self.rollbacks,
+            self.guard.max_rollbacks,
+        )
 
     # ---- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

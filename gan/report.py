@@ -157,8 +157,16 @@ def shorten(text: str, width: int = ERROR_CHARS) -> str:
 
 
 def header(keys: Sequence[str], metric: str) -> list[str]:
-    return ["job", *keys, "status", f"final {metric}", f"best {metric}",
-            f"final {COVERAGE}", "time (s)", "error"]  # fmt: skip
+    return [
+        "job",
+        *keys,
+        "status",
+        f"final {metric}",
+        f"best {metric}",
+        f"final {COVERAGE}",
+        "time (s)",
+        "error",
+    ]
 
 
 def short_value(text: str) -> str:
@@ -172,9 +180,16 @@ def row(job: Job, keys: Sequence[str], raw: bool = False) -> list[str]:
     num = (lambda v: "" if v is None else repr(v)) if raw else fmt
     values = [job.overrides.get(k, "") for k in keys]
     values = values if raw else [short_value(v) for v in values]
-    return [job.name, *values, job.status, num(job.final),
-            num(job.best), num(job.coverage), fmt(job.seconds, 6),
-            job.error if raw else shorten(job.error)]  # fmt: skip
+    return [
+        job.name,
+        *values,
+        job.status,
+        num(job.final),
+        num(job.best),
+        num(job.coverage),
+        fmt(job.seconds, 6),
+        job.error if raw else shorten(job.error),
+    ]
 
 
 def write_markdown(path: Path, head: list[str], rows: list[list[str]]) -> None:

@@ -38,8 +38,18 @@ log = logging.getLogger("gan.train")
 register()
 
 # The config nodes that are the GAN's constructor arguments (saved in every checkpoint).
-MODULE_GROUPS = ("model", "optimizer", "loss", "label_smoothing", "step_ratio", "noise", "ema",
-                 "guard", "metrics", "perf")  # fmt: skip
+MODULE_GROUPS = (
+    "model",
+    "optimizer",
+    "loss",
+    "label_smoothing",
+    "step_ratio",
+    "noise",
+    "ema",
+    "guard",
+    "metrics",
+    "perf",
+)
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -59,8 +69,10 @@ def resume_into_run_folder(cfg: DictConfig) -> None:
     if path.is_dir():  # a run folder: its last checkpoint
         path = path / "checkpoints" / "last.ckpt"
         if not path.is_file():
-            raise GanError(f"ckpt_path={cfg.ckpt_path} is a folder without checkpoints/last.ckpt; "
-                           f"point ckpt_path at a .ckpt file or at a run folder that has one.")  # fmt: skip
+            raise GanError(
+                f"ckpt_path={cfg.ckpt_path} is a folder without checkpoints/last.ckpt; "
+                f"point ckpt_path at a .ckpt file or at a run folder that has one."
+            )
     run = path.parent.parent
     with open_dict(cfg):
         cfg.ckpt_path = str(path)
@@ -111,13 +123,19 @@ def train(cfg: DictConfig) -> float | None:
     return None if value is None else float(value)
 
 
-def write_result(cfg: DictConfig, status: str, value: float | None, seconds: float,
-                 error: str | None = None) -> None:  # fmt: skip
+def write_result(
+    cfg: DictConfig, status: str, value: float | None, seconds: float, error: str | None = None
+) -> None:
     """`<run>/result.json`: how the run ended, for `gan.report` and for people."""
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"status": status, "metric": cfg.optimized_metric, "value": value,
-              "seconds": round(seconds, 2), "error": error}  # fmt: skip
+    result = {
+        "status": status,
+        "metric": cfg.optimized_metric,
+        "value": value,
+        "seconds": round(seconds, 2),
+        "error": error,
+    }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -22,9 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
-    bench.main(["--models", "mlp", "--batch-sizes", "8", "--iters", "3", "--warmup", "1",
-                "--repeats", "1", "--data-root", str(tiny_root), "--out", str(out),
-                "--epoch-overhead", "--profile", "2", *overrides])  # fmt: skip
+    bench.main(
+        [
+            "--models",
+            "mlp",
+            "--batch-sizes",
+            "8",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--data-root",
+            str(tiny_root),
+            "--out",
+            str(out),
+            "--epoch-overhead",
+            "--profile",
+            "2",
+            *overrides,
+        ]
+    )
     result = json.loads((out / "results.json").read_text())
     (row,) = result["rows"]
     assert (row["model"], row["batch_size"]) == ("mlp", 8)
@@ -47,9 +66,28 @@ def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, 
     # span: the GPU's way (no sync inside the timed block), here on the CPU
     out = tmp_path / "bench"
     overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
-    bench.main(["--models", "mlp", "--batch-sizes", "8", "--iters", "3", "--warmup", "1",
-                "--repeats", "2", "--data-root", str(tiny_root), "--out", str(out),
-                "--timing", timing, *overrides, "trainer.precision=bf16-mixed"])  # fmt: skip
+    bench.main(
+        [
+            "--models",
+            "mlp",
+            "--batch-sizes",
+            "8",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--data-root",
+            str(tiny_root),
+            "--out",
+            str(out),
+            "--timing",
+            timing,
+            *overrides,
+            "trainer.precision=bf16-mixed",
+        ]
+    )
     result = json.loads((out / "results.json").read_text())
     assert result["meta"]["timing"] == timing
     assert len(result["rows"][0]["ratios"]) == 2  # one ratio per repeat
@@ -61,8 +99,14 @@ def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, 
 
 def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
     # plain SGD with lr 1: each weight moves by its clipped gradient, at most 1e-3
-    cfg = make_cfg("model=mlp", "optimizer=sgd", "optimizer.lr=1.0", "optimizer.clip_value=1e-3",
-                   "optimizer.g.momentum=0", "optimizer.d.momentum=0")  # fmt: skip
+    cfg = make_cfg(
+        "model=mlp",
+        "optimizer=sgd",
+        "optimizer.lr=1.0",
+        "optimizer.clip_value=1e-3",
+        "optimizer.g.momentum=0",
+        "optimizer.d.momentum=0",
+    )
     g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
     opt_g, opt_d = (build_optimizer(n.parameters(), cfg.optimizer.g, 1.0) for n in (g, d))
     before = [p.clone() for p in (*g.parameters(), *d.parameters())]
@@ -82,8 +126,20 @@ def test_side_by_side_with_the_examples_on_the_real_test_split(tmp_path: Path) -
     sys.modules["examples"] = examples  # Hydra finds the example's networks by this name
     spec.loader.exec_module(examples)
     out = tmp_path / "examples"
-    examples.main(["--iters", "2", "--warmup", "1", "--repeats", "1",
-                   "--data-root", str(SHARED_MNIST), "--out", str(out)])  # fmt: skip
+    examples.main(
+        [
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--data-root",
+            str(SHARED_MNIST),
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["pair"] for r in rows] == ["dcgan", "lightning"]
     for r in rows:

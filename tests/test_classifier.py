@@ -181,14 +181,24 @@ def _cli(cwd: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess
     env = {**os.environ, "PYTHONPATH": str(REPO), "GAN_CACHE": str(cache)}
     return subprocess.run(
         [sys.executable, "-m", "gan.classifier", *overrides],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_trains_then_reports_the_cache(tiny_test_split: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cli-cache"
-    args = [f"data.root={tiny_test_split}", "data.split=test", "data.download=false",
-            "max_epochs=1", "progress_bar=false", "accelerator=cpu"]  # fmt: skip
+    args = [
+        f"data.root={tiny_test_split}",
+        "data.split=test",
+        "data.download=false",
+        "max_epochs=1",
+        "progress_bar=false",
+        "accelerator=cpu",
+    ]
     out = _cli(tmp_path, cache, *args)
     assert out.returncode == 0, out.stderr
     files = list((cache / "classifier").glob("*.pt"))
@@ -203,8 +213,13 @@ def test_cli_trains_then_reports_the_cache(tiny_test_split: Path, tmp_path: Path
 
 
 def test_cli_reports_errors_without_traceback(tmp_path: Path) -> None:
-    out = _cli(tmp_path, tmp_path / "cli-cache", f"data.root={tmp_path / 'nothing'}",
-               "data.download=false", "max_epochs=1")  # fmt: skip
+    out = _cli(
+        tmp_path,
+        tmp_path / "cli-cache",
+        f"data.root={tmp_path / 'nothing'}",
+        "data.download=false",
+        "max_epochs=1",
+    )
     assert out.returncode != 0
     assert "error: MNIST data not found" in out.stderr and "Traceback" not in out.stderr
 

@@ -26,9 +26,18 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 
 def test_every_documented_group_exists() -> None:
     assert set(GROUPS) >= {
-        "model", "optimizer", "loss", "label_smoothing", "step_ratio", "noise",
-        "data", "trainer", "callbacks", "logger", "experiment",
-    }  # fmt: skip
+        "model",
+        "optimizer",
+        "loss",
+        "label_smoothing",
+        "step_ratio",
+        "noise",
+        "data",
+        "trainer",
+        "callbacks",
+        "logger",
+        "experiment",
+    }
 
 
 ROOT = CONF.parent
@@ -38,10 +47,19 @@ ROOT = CONF.parent
 def test_no_source_or_config_file_is_git_ignored() -> None:
     # A loose ignore rule (say `data/`, meant for downloads) would silently keep a config
     # group like conf/data/ out of every clone; the fresh clone then cannot compose.
-    files = [str(p.relative_to(ROOT)) for d in ("conf", "gan", "tests", "bench", "docs")
-             for p in (ROOT / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
-    out = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT,
-                         input="\n".join(files), capture_output=True, text=True)  # fmt: skip
+    files = [
+        str(p.relative_to(ROOT))
+        for d in ("conf", "gan", "tests", "bench", "docs")
+        for p in (ROOT / d).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    out = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(files),
+        capture_output=True,
+        text=True,
+    )
     outputs = ("bench/recipes_runs/", "/trace_")  # run outputs, ignored on purpose (traces > 1 MB)
     ignored = [f for f in out.stdout.splitlines() if not any(o in f for o in outputs)]
     assert not ignored, f"git ignores files the project needs: {ignored}; fix .gitignore"
@@ -69,8 +87,13 @@ def test_every_option_composes_and_instantiates(make_cfg: MakeCfg, group: str, o
 
 
 def test_group_scalars_stay_overridable(make_cfg: MakeCfg) -> None:
-    cfg = make_cfg("step_ratio=d1g2", "step_ratio.d_steps=5", "label_smoothing=one_sided",
-                   "label_smoothing.real=0.8", "noise.dim=16")  # fmt: skip
+    cfg = make_cfg(
+        "step_ratio=d1g2",
+        "step_ratio.d_steps=5",
+        "label_smoothing=one_sided",
+        "label_smoothing.real=0.8",
+        "noise.dim=16",
+    )
     assert (cfg.step_ratio.d_steps, cfg.step_ratio.g_steps) == (5, 2)
     assert cfg.label_smoothing.real == 0.8
     assert cfg.model.generator.latent_dim == 16  # the latent size is set in one place
@@ -135,9 +158,12 @@ def test_out_of_range_values_name_the_key(
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gan.train", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**__import__("os").environ, "PYTHONPATH": str(CONF.parent)},
-    )  # fmt: skip
+    )
 
 
 def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
@@ -154,19 +180,55 @@ def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
 # (G's first layer width), batch, noise, D:G ratio, real target, optimizers as
 # (torch class, lr, betas), clipping and epochs.
 TUTORIALS = {
-    "paddle_dcgan": dict(model="paddle", g_width=2048, batch=128, noise="uniform", ratio=(1, 2),
-                         real=1.0, g=("Adam", 2e-4, (0.9, 0.999)), d=("Adam", 2e-4, (0.9, 0.999)),
-                         clip=None, epochs=20),
-    "mxnet_dcgan": dict(model="dcgan64", g_width=512, batch=64, noise="normal", ratio=(1, 1),
-                        real=1.0, g=("Adam", 2e-4, (0.5, 0.999)), d=("Adam", 2e-4, (0.5, 0.999)),
-                        clip=None, epochs=5),
-    "keras_dcgan": dict(model="upsample", g_width=256 * 7 * 7, batch=256, noise="uniform",
-                        ratio=(1, 1), real=1.0, g=("Adam", 4e-4, (0.9, 0.999)),
-                        d=("RMSprop", 8e-4, None), clip=1.0, epochs=43),
-    "tf_vanilla_gan": dict(model="mlp", g_width=128, batch=100, noise="uniform", ratio=(1, 1),
-                           real=0.9, g=("Adam", 2e-3, (0.9, 0.999)), d=("Adam", 2e-3, (0.9, 0.999)),
-                           clip=None, epochs=100),
-}  # fmt: skip
+    "paddle_dcgan": dict(
+        model="paddle",
+        g_width=2048,
+        batch=128,
+        noise="uniform",
+        ratio=(1, 2),
+        real=1.0,
+        g=("Adam", 2e-4, (0.9, 0.999)),
+        d=("Adam", 2e-4, (0.9, 0.999)),
+        clip=None,
+        epochs=20,
+    ),
+    "mxnet_dcgan": dict(
+        model="dcgan64",
+        g_width=512,
+        batch=64,
+        noise="normal",
+        ratio=(1, 1),
+        real=1.0,
+        g=("Adam", 2e-4, (0.5, 0.999)),
+        d=("Adam", 2e-4, (0.5, 0.999)),
+        clip=None,
+        epochs=5,
+    ),
+    "keras_dcgan": dict(
+        model="upsample",
+        g_width=256 * 7 * 7,
+        batch=256,
+        noise="uniform",
+        ratio=(1, 1),
+        real=1.0,
+        g=("Adam", 4e-4, (0.9, 0.999)),
+        d=("RMSprop", 8e-4, None),
+        clip=1.0,
+        epochs=43,
+    ),
+    "tf_vanilla_gan": dict(
+        model="mlp",
+        g_width=128,
+        batch=100,
+        noise="uniform",
+        ratio=(1, 1),
+        real=0.9,
+        g=("Adam", 2e-3, (0.9, 0.999)),
+        d=("Adam", 2e-3, (0.9, 0.999)),
+        clip=None,
+        epochs=100,
+    ),
+}
 
 
 @pytest.mark.parametrize("recipe", sorted(TUTORIALS))
@@ -183,8 +245,9 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
     assert cfg.optimizer.clip_value == t["clip"]
     assert cfg.trainer.max_epochs == t["epochs"]
     module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
-    first = next(m for m in module.generator.modules()
-                 if isinstance(m, nn.Linear | nn.ConvTranspose2d))  # fmt: skip
+    first = next(
+        m for m in module.generator.modules() if isinstance(m, nn.Linear | nn.ConvTranspose2d)
+    )
     assert (getattr(first, "out_features", None) or first.out_channels) == t["g_width"]
     for opt, (kind, lr, betas) in zip(module.configure_optimizers(), (t["g"], t["d"])):
         assert type(opt).__name__ == kind

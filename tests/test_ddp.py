@@ -20,8 +20,11 @@ class DumpRankWeights(L.Callback):
     """Each rank saves its own G and D parameters at the end of fit."""
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        params = {k: v.detach().cpu() for k, v in pl_module.named_parameters()
-                  if k.startswith(("generator.", "discriminator."))}  # fmt: skip
+        params = {
+            k: v.detach().cpu()
+            for k, v in pl_module.named_parameters()
+            if k.startswith(("generator.", "discriminator."))
+        }
         torch.save(params, Path(trainer.default_root_dir) / f"rank{trainer.global_rank}.pt")
 
 
@@ -31,16 +34,34 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
     write_tiny_mnist(root, split="train", n=128)
     run = tmp_path / "run"
     res = subprocess.run(
-        [sys.executable, "-m", "gan.train", "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.devices=2", "model=dcgan", "model.generator.base_channels=8",
-         "model.discriminator.base_channels=8", f"data.root={root}", "data.download=false",
-         "data.val_size=16", "data.batch_size=8", "metrics.num_samples=64",
-         "metrics.classifier_epochs=1", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-         "trainer.enable_progress_bar=false", f"hydra.run.dir={run}",
-         "+callbacks.dump._target_=tests.test_ddp.DumpRankWeights"],
-        cwd=CONF.parent, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "gan.train",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "model=dcgan",
+            "model.generator.base_channels=8",
+            "model.discriminator.base_channels=8",
+            f"data.root={root}",
+            "data.download=false",
+            "data.val_size=16",
+            "data.batch_size=8",
+            "metrics.num_samples=64",
+            "metrics.classifier_epochs=1",
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=1",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run}",
+            "+callbacks.dump._target_=tests.test_ddp.DumpRankWeights",
+        ],
+        cwd=CONF.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(CONF.parent)},
-    )  # fmt: skip
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     r0, r1 = torch.load(run / "rank0.pt"), torch.load(run / "rank1.pt")
     assert r0.keys() == r1.keys() and len(r0) > 0

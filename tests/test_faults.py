@@ -72,70 +72,180 @@ class Case(NamedTuple):
 
 
 CASES: list[Case] = [
-    Case("unknown option of a config group", ("gan.train", "model=foo"),
-         "Could not find 'model/foo'", cli=True),
-    Case("unknown key", ("gan.train", "optimizer.lrr=1"),
-         "Key 'lrr' not in 'OptimizerConfig'", cli=True),
-    Case("value of the wrong type", ("gan.train", "step_ratio.d_steps=two"),
-         "Value 'two' of type 'str' could not be converted to Integer", cli=True),
-    Case("learning rate of zero", ("gan.train", "optimizer.lr=0"),
-         "optimizer.lr=0.0 is out of range: it must be > 0", cli=True),
-    Case("negative learning rate", ("gan.train", "optimizer.lr=-0.001"),
-         "optimizer.lr=-0.001 is out of range: it must be > 0"),
-    Case("batch size of zero", ("gan.train", "data.batch_size=0"),
-         "data.batch_size=0 is out of range: it must be >= 1"),
-    Case("fewer than one D step", ("gan.train", "step_ratio.d_steps=0"),
-         "step_ratio.d_steps=0 is out of range: it must be >= 1"),
-    Case("label smoothing target above 1", ("gan.train", "label_smoothing.real=1.5"),
-         "label_smoothing.real=1.5 is out of range: it must be within [0, 1]"),
-    Case("label smoothing target below 0", ("gan.train", "label_smoothing.fake=-0.1"),
-         "label_smoothing.fake=-0.1 is out of range: it must be within [0, 1]"),
-    Case("latent size of zero", ("gan.train", "noise.dim=0"),
-         "noise.dim=0 is out of range: it must be >= 1"),
-    Case("architecture paired with the wrong image size", ("gan.train", "model=dcgan", "data.img_size=64"),
-         "model=dcgan makes 28x28 images, but data.img_size=64", cli=True),
-    Case("no MNIST files and no network", ("gan.train", "data.root={empty}", "data.download=true"),
-         "the download failed", cli=True),
-    Case("MNIST archive that fails its md5", ("gan.train", "data.root={bad_md5}"),
-         "the archive is corrupt or not the official MNIST file", cli=True),
-    Case("truncated MNIST file", ("gan.train", "data.root={truncated}"),
-         "is not a valid MNIST idx file"),
-    Case("output folder that cannot be created", ("gan.train", "hydra.run.dir={file}/run"),
-         "is a file, not a folder", cli=True, needs=("writable-check", "dir-callback")),
-    Case("resume from a checkpoint of another architecture", ("gan.train", "model=dcgan", "ckpt_path={ckpt}"),
-         "was written by a model=mlp run, but this run has model=dcgan", cli=True,
-         needs=("resume-check",)),
-    Case("resume from a file that is not a checkpoint", ("gan.train", "ckpt_path={text}"),
-         "is not a checkpoint: it is not a file written by torch.save", cli=True,
-         needs=("resume-check",)),
-    Case("resume from a checkpoint that does not exist", ("gan.train", "ckpt_path={missing}"),
-         "does not exist. Resume with ckpt_path=<run>/checkpoints/last.ckpt",
-         needs=("resume-check",)),
-    Case("resume from a truncated checkpoint", ("gan.train", "ckpt_path={torn}"),
-         "is not a readable checkpoint", needs=("resume-check",)),
-    Case("resume from a Lightning checkpoint of another project", ("gan.train", "ckpt_path={foreign}"),
-         "is not a checkpoint of this project", needs=("resume-check",)),
-    Case("resume with EMA on from a run without EMA", ("gan.train", "model=mlp", "ema.enabled=true", "ckpt_path={ckpt}"),
-         "holds no EMA weights", needs=("resume-check",)),
-    Case("sample from a file that is not a checkpoint", ("gan.sample", "ckpt={text}", "out={run}/s.png"),
-         "is not a checkpoint: it is not a file written by torch.save", cli=True),
-    Case("sample from a checkpoint whose weights are of another architecture",
-         ("gan.sample", "ckpt={mismatched}", "out={run}/s.png"),
-         "its weights do not fit the model its hyper_parameters describe", cli=True),
-    Case("sample from a Lightning checkpoint of another project", ("gan.sample", "ckpt={foreign}", "out={run}/s.png"),
-         "is not a checkpoint of this project"),
-    Case("GPU asked for on a machine without one", ("gan.train", "trainer.accelerator=gpu"),
-         "Use trainer.accelerator=cpu", cli=True),
-    Case("W&B with no credentials and no network",
-         ("gan.train", "model=mlp", "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2"),
-         "W&B run saved offline; upload it with: wandb sync", ok=True, cli=True),
-]  # fmt: skip
+    Case(
+        "unknown option of a config group",
+        ("gan.train", "model=foo"),
+        "Could not find 'model/foo'",
+        cli=True,
+    ),
+    Case(
+        "unknown key",
+        ("gan.train", "optimizer.lrr=1"),
+        "Key 'lrr' not in 'OptimizerConfig'",
+        cli=True,
+    ),
+    Case(
+        "value of the wrong type",
+        ("gan.train", "step_ratio.d_steps=two"),
+        "Value 'two' of type 'str' could not be converted to Integer",
+        cli=True,
+    ),
+    Case(
+        "learning rate of zero",
+        ("gan.train", "optimizer.lr=0"),
+        "optimizer.lr=0.0 is out of range: it must be > 0",
+        cli=True,
+    ),
+    Case(
+        "negative learning rate",
+        ("gan.train", "optimizer.lr=-0.001"),
+        "optimizer.lr=-0.001 is out of range: it must be > 0",
+    ),
+    Case(
+        "batch size of zero",
+        ("gan.train", "data.batch_size=0"),
+        "data.batch_size=0 is out of range: it must be >= 1",
+    ),
+    Case(
+        "fewer than one D step",
+        ("gan.train", "step_ratio.d_steps=0"),
+        "step_ratio.d_steps=0 is out of range: it must be >= 1",
+    ),
+    Case(
+        "label smoothing target above 1",
+        ("gan.train", "label_smoothing.real=1.5"),
+        "label_smoothing.real=1.5 is out of range: it must be within [0, 1]",
+    ),
+    Case(
+        "label smoothing target below 0",
+        ("gan.train", "label_smoothing.fake=-0.1"),
+        "label_smoothing.fake=-0.1 is out of range: it must be within [0, 1]",
+    ),
+    Case(
+        "latent size of zero",
+        ("gan.train", "noise.dim=0"),
+        "noise.dim=0 is out of range: it must be >= 1",
+    ),
+    Case(
+        "architecture paired with the wrong image size",
+        ("gan.train", "model=dcgan", "data.img_size=64"),
+        "model=dcgan makes 28x28 images, but data.img_size=64",
+        cli=True,
+    ),
+    Case(
+        "no MNIST files and no network",
+        ("gan.train", "data.root={empty}", "data.download=true"),
+        "the download failed",
+        cli=True,
+    ),
+    Case(
+        "MNIST archive that fails its md5",
+        ("gan.train", "data.root={bad_md5}"),
+        "the archive is corrupt or not the official MNIST file",
+        cli=True,
+    ),
+    Case(
+        "truncated MNIST file",
+        ("gan.train", "data.root={truncated}"),
+        "is not a valid MNIST idx file",
+    ),
+    Case(
+        "output folder that cannot be created",
+        ("gan.train", "hydra.run.dir={file}/run"),
+        "is a file, not a folder",
+        cli=True,
+        needs=("writable-check", "dir-callback"),
+    ),
+    Case(
+        "resume from a checkpoint of another architecture",
+        ("gan.train", "model=dcgan", "ckpt_path={ckpt}"),
+        "was written by a model=mlp run, but this run has model=dcgan",
+        cli=True,
+        needs=("resume-check",),
+    ),
+    Case(
+        "resume from a file that is not a checkpoint",
+        ("gan.train", "ckpt_path={text}"),
+        "is not a checkpoint: it is not a file written by torch.save",
+        cli=True,
+        needs=("resume-check",),
+    ),
+    Case(
+        "resume from a checkpoint that does not exist",
+        ("gan.train", "ckpt_path={missing}"),
+        "does not exist. Resume with ckpt_path=<run>/checkpoints/last.ckpt",
+        needs=("resume-check",),
+    ),
+    Case(
+        "resume from a truncated checkpoint",
+        ("gan.train", "ckpt_path={torn}"),
+        "is not a readable checkpoint",
+        needs=("resume-check",),
+    ),
+    Case(
+        "resume from a Lightning checkpoint of another project",
+        ("gan.train", "ckpt_path={foreign}"),
+        "is not a checkpoint of this project",
+        needs=("resume-check",),
+    ),
+    Case(
+        "resume with EMA on from a run without EMA",
+        ("gan.train", "model=mlp", "ema.enabled=true", "ckpt_path={ckpt}"),
+        "holds no EMA weights",
+        needs=("resume-check",),
+    ),
+    Case(
+        "sample from a file that is not a checkpoint",
+        ("gan.sample", "ckpt={text}", "out={run}/s.png"),
+        "is not a checkpoint: it is not a file written by torch.save",
+        cli=True,
+    ),
+    Case(
+        "sample from a checkpoint whose weights are of another architecture",
+        ("gan.sample", "ckpt={mismatched}", "out={run}/s.png"),
+        "its weights do not fit the model its hyper_parameters describe",
+        cli=True,
+    ),
+    Case(
+        "sample from a Lightning checkpoint of another project",
+        ("gan.sample", "ckpt={foreign}", "out={run}/s.png"),
+        "is not a checkpoint of this project",
+    ),
+    Case(
+        "GPU asked for on a machine without one",
+        ("gan.train", "trainer.accelerator=gpu"),
+        "Use trainer.accelerator=cpu",
+        cli=True,
+    ),
+    Case(
+        "W&B with no credentials and no network",
+        (
+            "gan.train",
+            "model=mlp",
+            "logger=wandb",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+        ),
+        "W&B run saved offline; upload it with: wandb sync",
+        ok=True,
+        cli=True,
+    ),
+]
 
 # Added to every gan.train case unless the case sets the same key: tiny data, CPU, quiet.
-TRAIN_BASE = ("data.root={data}", "data.download=false", "data.val_size=16", "data.batch_size=8",
-              "data.val_batch_size=16", "trainer.accelerator=cpu", "trainer.devices=1",
-              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-              "logger=csv", "hydra.run.dir={run}")  # fmt: skip
+TRAIN_BASE = (
+    "data.root={data}",
+    "data.download=false",
+    "data.val_size=16",
+    "data.batch_size=8",
+    "data.val_batch_size=16",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=csv",
+    "hydra.run.dir={run}",
+)
 
 
 def case_id(case: Case) -> str:
@@ -206,20 +316,33 @@ def make_inputs(base: Path, data: Path, ckpt: Path) -> dict[str, Path]:
     (base / "notes.txt").write_text("not a checkpoint\n")
     blob = ckpt.read_bytes()
     (base / "torn.ckpt").write_bytes(blob[: len(blob) // 2])
-    torch.save({"state_dict": {"layer.weight": torch.zeros(2, 2)}, "hyper_parameters": {"lr": 0.1},
-                "pytorch-lightning_version": "2.6.0", "epoch": 0, "global_step": 0},
-               base / "foreign.ckpt")  # fmt: skip
+    torch.save(
+        {
+            "state_dict": {"layer.weight": torch.zeros(2, 2)},
+            "hyper_parameters": {"lr": 0.1},
+            "pytorch-lightning_version": "2.6.0",
+            "epoch": 0,
+            "global_step": 0,
+        },
+        base / "foreign.ckpt",
+    )
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     dcgan = compose_cfg(base / "unused", f"data.root={data}", "model=dcgan")
     state["hyper_parameters"]["model"] = to_dict(dcgan.model)  # mlp weights, dcgan config
     torch.save(state, base / "mismatched.ckpt")
     return {
-        "data": data, "empty": base / "empty", "bad_md5": base / "md5",
-        "truncated": base / "truncated", "file": base / "afile", "ckpt": ckpt,
-        "text": base / "notes.txt", "missing": base / "nowhere" / "last.ckpt",
-        "torn": base / "torn.ckpt", "foreign": base / "foreign.ckpt",
+        "data": data,
+        "empty": base / "empty",
+        "bad_md5": base / "md5",
+        "truncated": base / "truncated",
+        "file": base / "afile",
+        "ckpt": ckpt,
+        "text": base / "notes.txt",
+        "missing": base / "nowhere" / "last.ckpt",
+        "torn": base / "torn.ckpt",
+        "foreign": base / "foreign.ckpt",
         "mismatched": base / "mismatched.ckpt",
-    }  # fmt: skip
+    }
 
 
 def warm_classifier(root: Path) -> None:
@@ -245,9 +368,12 @@ def cli_env(**extra: str) -> dict[str, str]:
 def case_env(case: Case, home: Path) -> dict[str, str]:
     env = cli_env(
         # A download goes to a closed port: "no network", here and on machines that have one.
-        http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-        HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", no_proxy="",
-    )  # fmt: skip
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        no_proxy="",
+    )
     if "logger=wandb" in case.args:  # a first-time user: no key, no login, no mode set
         for k in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_SILENT", "WANDB_DIR"):
             env.pop(k, None)
@@ -260,16 +386,31 @@ def run_case_cli(case: Case, paths: dict[str, Path], run: Path) -> subprocess.Co
     home = run.parent / f"{run.name}-home"
     home.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, env=case_env(case, home),
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=case_env(case, home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-RUN_ARGS = ("model=mlp", "data.download=false", "data.val_size=16", "data.batch_size=8",
-            "data.val_batch_size=16", "trainer.accelerator=cpu", "trainer.devices=1",
-            "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false", "logger=csv", "ema.enabled=true",
-            f"callbacks.checkpointing.every_n_iterations={EVERY}")  # fmt: skip
+RUN_ARGS = (
+    "model=mlp",
+    "data.download=false",
+    "data.val_size=16",
+    "data.batch_size=8",
+    "data.val_batch_size=16",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.max_epochs=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=csv",
+    "ema.enabled=true",
+    f"callbacks.checkpointing.every_n_iterations={EVERY}",
+)
 PER_EPOCH = (256 - 16) // 8  # iterations per epoch on the kill tests' data
 TOTAL = 3 * PER_EPOCH
 
@@ -306,11 +447,22 @@ def train_cli(data: Path, run: Path, *extra: str) -> subprocess.CompletedProcess
     own = {_key(a) for a in extra}
     base = [a for a in RUN_ARGS if _key(a) not in own]
     return subprocess.run(
-        [sys.executable, "-m", "gan.train", *base, f"data.root={data}",
-         f"hydra.run.dir={run}", *extra],
-        cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gan.train",
+            *base,
+            f"data.root={data}",
+            f"hydra.run.dir={run}",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
 
 
 def start_paused(data: Path, run: Path, at: int) -> tuple[subprocess.Popen, Path]:
@@ -320,9 +472,20 @@ def start_paused(data: Path, run: Path, at: int) -> tuple[subprocess.Popen, Path
     env = cli_env(GAN_TEST_PAUSE_AT=str(at), GAN_TEST_PAUSE_FLAG=str(flag))
     with out.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, *RUN_ARGS, f"data.root={data}", f"hydra.run.dir={run}"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                LAUNCHER,
+                *RUN_ARGS,
+                f"data.root={data}",
+                f"hydra.run.dir={run}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 600
     while not flag.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -473,8 +636,12 @@ def test_crash_and_resume_in_process_is_bit_exact(
 ) -> None:
     """The fast cousin of the SIGKILL test: 6 iterations per epoch, saves every 3."""
     warm_classifier(tiny_root)
-    args = ("model=mlp", "trainer.max_epochs=2", "ema.enabled=true",
-            f"callbacks.checkpointing.every_n_iterations={EVERY}")  # fmt: skip
+    args = (
+        "model=mlp",
+        "trainer.max_epochs=2",
+        "ema.enabled=true",
+        f"callbacks.checkpointing.every_n_iterations={EVERY}",
+    )
     a = make_cfg(*args)
     a.paths.output_dir = str(tmp_path / "a")
     train(a)
@@ -568,8 +735,13 @@ class NanLoss(L.Callback):
 
 
 def nan_cfg(make_cfg: Callable[..., DictConfig], *extra: str, at: int = 8) -> DictConfig:
-    cfg = make_cfg("model=mlp", "trainer.max_epochs=3", "ema.enabled=true",
-                   f"callbacks.checkpointing.every_n_iterations={EVERY}", *extra)  # fmt: skip
+    cfg = make_cfg(
+        "model=mlp",
+        "trainer.max_epochs=3",
+        "ema.enabled=true",
+        f"callbacks.checkpointing.every_n_iterations={EVERY}",
+        *extra,
+    )
     with open_dict(cfg):
         cfg.callbacks.nan = {"_target_": "tests.test_faults.NanLoss", "at": at}
     return cfg
@@ -644,8 +816,13 @@ def test_nan_from_the_command_line_is_one_error_line_and_a_failed_result(
     kill_data: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    res = train_cli(kill_data, run, "trainer.max_epochs=1",
-                    "+callbacks.nan._target_=tests.test_faults.NanLoss", "+callbacks.nan.at=8")  # fmt: skip
+    res = train_cli(
+        kill_data,
+        run,
+        "trainer.max_epochs=1",
+        "+callbacks.nan._target_=tests.test_faults.NanLoss",
+        "+callbacks.nan.at=8",
+    )
     assert res.returncode == 1
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "error: training diverged at iteration 8 " in res.stderr
@@ -683,9 +860,12 @@ def run_case_in_process(case: Case, paths: dict[str, Path], monkeypatch: pytest.
 
 @pytest.mark.parametrize("case", params([c for c in CASES if not c.ok]))
 def test_bad_input_in_process(
-    case: Case, inputs: dict[str, Path], existing_run: Existing, tmp_path: Path,
+    case: Case,
+    inputs: dict[str, Path],
+    existing_run: Existing,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     if "trainer.accelerator=gpu" in case.args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     mine = existing_run.copy_to(tmp_path / "existing")  # what {ckpt} cases resume from
@@ -722,9 +902,10 @@ def cli_results(
 @pytest.mark.slow
 @pytest.mark.parametrize("case", params([c for c in CASES if c.cli]))
 def test_bad_input_from_the_command_line(
-    case: Case, cli_results: dict[str, tuple[subprocess.CompletedProcess, Path, Existing]],
+    case: Case,
+    cli_results: dict[str, tuple[subprocess.CompletedProcess, Path, Existing]],
     existing_run: Existing,
-) -> None:  # fmt: skip
+) -> None:
     if "trainer.accelerator=gpu" in case.args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     res, run, mine = cli_results[case_id(case)]
@@ -744,9 +925,13 @@ def test_the_output_dir_callback_from_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     res = subprocess.run(
         [sys.executable, "-m", "gan.train", "model=mlp", f"hydra.run.dir={tmp_path}/afile/run"],
-        cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        cwd=ROOT,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert res.returncode == 1
     assert "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith(f"error: cannot create the output folder {tmp_path}/afile/run: ")
@@ -827,8 +1012,11 @@ def doc_table() -> str:  # pragma: no cover - run by hand: python -m tests.test_
         paths = make_inputs(base / "inputs", data, ckpt)
         for case in CASES:
             res = run_case_cli(case, paths, base / "runs" / case_id(case))
-            lines = [ln for ln in (res.stderr + res.stdout).splitlines()
-                     if ln.strip() and "HYDRA_FULL_ERROR" not in ln]  # fmt: skip
+            lines = [
+                ln
+                for ln in (res.stderr + res.stdout).splitlines()
+                if ln.strip() and "HYDRA_FULL_ERROR" not in ln
+            ]
             hit = next((i for i, ln in enumerate(lines) if case.expected in ln), 0)
             shown = " ".join(lines[hit : hit + 1]).replace(tmp, "<tmp>").replace("|", "/")
             command = "python -m " + " ".join(case.args).replace("{", "<").replace("}", ">")

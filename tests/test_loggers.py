@@ -55,8 +55,15 @@ def test_no_credentials_means_offline_and_no_prompt(
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     assert wandb_offline()
-    node = DictConfig({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger",
-                                 "save_dir": str(tmp_path), "project": "gan"}})  # fmt: skip
+    node = DictConfig(
+        {
+            "wandb": {
+                "_target_": "lightning.pytorch.loggers.WandbLogger",
+                "save_dir": str(tmp_path),
+                "project": "gan",
+            }
+        }
+    )
     (logger,) = build_loggers(node)
     assert logger._offline
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
@@ -80,13 +87,29 @@ def test_tensorboard_events_hold_scalar_and_image_tags(make_cfg: MakeCfg) -> Non
 def test_sweep_jobs_are_separate_wandb_runs_in_one_group(tiny_root: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun" / "2026-01-01" / "12-00-00"
     res = subprocess.run(
-        [sys.executable, "-m", "gan.train", "-m", "optimizer.lr=1e-4,2e-4", "model=mlp",
-         "logger=wandb", f"data.root={tiny_root}", "data.download=false", "data.val_size=16",
-         "data.batch_size=8", "trainer.max_epochs=1", "trainer.accelerator=cpu",
-         "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}"],
-        cwd=CONF.parent, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gan.train",
+            "-m",
+            "optimizer.lr=1e-4,2e-4",
+            "model=mlp",
+            "logger=wandb",
+            f"data.root={tiny_root}",
+            "data.download=false",
+            "data.val_size=16",
+            "data.batch_size=8",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=CONF.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(CONF.parent), "WANDB_MODE": "offline"},
-    )  # fmt: skip
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     runs = [offline_runs(sweep / j) for j in ("0", "1")]
     assert all(len(r) == 1 for r in runs), "one W&B run per job"

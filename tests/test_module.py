@@ -29,10 +29,16 @@ def fit(
     module: GAN, dm: L.LightningDataModule, batches: int, tmp_path: str, **trainer_kw: Any
 ) -> L.Trainer:
     kw = dict(
-        accelerator="cpu", max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer = L.Trainer(**{**kw, **trainer_kw})
     trainer.fit(module, datamodule=dm)
     return trainer
@@ -112,8 +118,14 @@ def test_d_and_g_steps_update_only_their_own_network(make_cfg: MakeCfg) -> None:
 
 
 def test_gradient_clipping_by_value_is_applied(make_cfg: MakeCfg, tmp_path) -> None:
-    cfg = make_cfg("model=mlp", "optimizer=sgd", "optimizer.lr=1.0", "optimizer.clip_value=1e-3",
-                   "optimizer.g.momentum=0", "optimizer.d.momentum=0")  # fmt: skip
+    cfg = make_cfg(
+        "model=mlp",
+        "optimizer=sgd",
+        "optimizer.lr=1.0",
+        "optimizer.clip_value=1e-3",
+        "optimizer.g.momentum=0",
+        "optimizer.d.momentum=0",
+    )
     module, dm = build(cfg)
     before = [p.clone() for p in module.discriminator.parameters()]
     fit(module, dm, batches=1, tmp_path=str(tmp_path))

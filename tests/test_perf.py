@@ -53,8 +53,13 @@ def test_16_mixed_clips_the_unscaled_gradients(make_cfg: MakeCfg, tmp_path, clip
 
     module.on_before_optimizer_step = hook  # type: ignore[method-assign]
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    trainer = fit(module, dm, batches=4, tmp_path=str(tmp_path),
-                  plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])  # fmt: skip
+    trainer = fit(
+        module,
+        dm,
+        batches=4,
+        tmp_path=str(tmp_path),
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+    )
     assert trainer.precision == "16-mixed"
     opts = [o.optimizer for o in module.optimizers()]
     # Lightning cannot clip gradients that a fused optimizer unscales in its own step
@@ -71,8 +76,14 @@ def test_16_mixed_clips_the_unscaled_gradients(make_cfg: MakeCfg, tmp_path, clip
 
 def test_fast_cpu_settings_train_and_sample(make_cfg: MakeCfg) -> None:
     # The README's fast CPU line, through the real entry, then sampled from its checkpoint.
-    cfg = make_cfg("model=dcgan", "trainer.precision=bf16-mixed", "perf.channels_last=true",
-                   "perf.reuse_fake=true", "trainer.max_epochs=1", "metrics.enabled=false")  # fmt: skip
+    cfg = make_cfg(
+        "model=dcgan",
+        "trainer.precision=bf16-mixed",
+        "perf.channels_last=true",
+        "perf.reuse_fake=true",
+        "trainer.max_epochs=1",
+        "metrics.enabled=false",
+    )
     seen: list[tuple[torch.dtype, bool, torch.dtype]] = []
 
     def spy(net: torch.nn.Module, args: tuple[torch.Tensor], out: torch.Tensor) -> None:

@@ -16,8 +16,14 @@ LONG_ERROR = (
 )
 
 
-def make_job(sweep: Path, name: str, overrides: list[str], result: dict | None = None,
-             fid: list[float] | None = None, coverage: list[float] | None = None) -> Path:  # fmt: skip
+def make_job(
+    sweep: Path,
+    name: str,
+    overrides: list[str],
+    result: dict | None = None,
+    fid: list[float] | None = None,
+    coverage: list[float] | None = None,
+) -> Path:
     """A job folder as `gan.train` leaves it; `fid` and `coverage` are logged once per epoch."""
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
@@ -44,13 +50,34 @@ def ok(value: float | None, seconds: float) -> dict:
 def sweep(tmp_path: Path) -> Path:
     """Three jobs over optimizer.lr: two finished (job 1 has the best FID), one failed."""
     root = tmp_path / "multirun" / "2024-05-01" / "12-00-00"
-    make_job(root, "0", ["optimizer.lr=1e-4", "model=mlp"], ok(25.0, 12.5),
-             fid=[30.0, 20.0, 25.0], coverage=[0.5, 0.6, 0.55])  # fmt: skip
-    make_job(root, "1", ["optimizer.lr=2e-3", "model=mlp"], ok(10.0, 13.0),
-             fid=[40.0, 15.0, 10.0], coverage=[0.4, 0.7, 0.8])  # fmt: skip
-    make_job(root, "2", ["optimizer.lr=-1", "model=mlp"],
-             {"status": "failed", "metric": "val/fid", "value": None, "seconds": 0.1,
-              "error": LONG_ERROR})  # fmt: skip
+    make_job(
+        root,
+        "0",
+        ["optimizer.lr=1e-4", "model=mlp"],
+        ok(25.0, 12.5),
+        fid=[30.0, 20.0, 25.0],
+        coverage=[0.5, 0.6, 0.55],
+    )
+    make_job(
+        root,
+        "1",
+        ["optimizer.lr=2e-3", "model=mlp"],
+        ok(10.0, 13.0),
+        fid=[40.0, 15.0, 10.0],
+        coverage=[0.4, 0.7, 0.8],
+    )
+    make_job(
+        root,
+        "2",
+        ["optimizer.lr=-1", "model=mlp"],
+        {
+            "status": "failed",
+            "metric": "val/fid",
+            "value": None,
+            "seconds": 0.1,
+            "error": LONG_ERROR,
+        },
+    )
     (root / "multirun.yaml").write_text("hydra: {}\n")
     return root
 
@@ -84,17 +111,33 @@ def test_table_files_ranking_and_reasons(sweep: Path, capsys: pytest.CaptureFixt
 
 
 def test_other_metric_falls_back_to_result_json(tmp_path: Path) -> None:
-    make_job(tmp_path, "a", ["step_ratio=d1g1"],
-             {"status": "ok", "metric": "val/kid", "value": 0.02, "seconds": 3, "error": None})  # fmt: skip
+    make_job(
+        tmp_path,
+        "a",
+        ["step_ratio=d1g1"],
+        {"status": "ok", "metric": "val/kid", "value": 0.02, "seconds": 3, "error": None},
+    )
     make_job(tmp_path, "b", ["step_ratio=d2g1"])  # no result.json: still running, or killed
-    make_job(tmp_path, "c", ["step_ratio=d1g2"],
-             {"status": "diverged", "metric": "val/kid", "value": float("inf"), "seconds": 2,
-              "error": None})  # fmt: skip
+    make_job(
+        tmp_path,
+        "c",
+        ["step_ratio=d1g2"],
+        {
+            "status": "diverged",
+            "metric": "val/kid",
+            "value": float("inf"),
+            "seconds": 2,
+            "error": None,
+        },
+    )
     main([str(tmp_path), "--metric", "val/kid", "--out", str(tmp_path / "out")])
     with (tmp_path / "out" / "report.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["job"], r["status"]) for r in rows] == [
-        ("a", "ok"), ("b", "running/killed"), ("c", "diverged")]  # fmt: skip
+        ("a", "ok"),
+        ("b", "running/killed"),
+        ("c", "diverged"),
+    ]
     assert float(rows[0]["best val/kid"]) == 0.02
     assert rows[2]["final val/kid"] == "inf" and rows[2]["best val/kid"] == ""
     assert (tmp_path / "out" / "report.png").exists()  # categorical x: step_ratio
@@ -118,8 +161,7 @@ def test_several_sweeps_in_one_table(sweep: Path, tmp_path: Path) -> None:
 def test_a_single_run_shows_all_its_overrides(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = make_job(tmp_path, "run", ["model=mlp", "trainer.max_epochs=3"], ok(9.0, 2.0),
-                   fid=[9.0])  # fmt: skip
+    run = make_job(tmp_path, "run", ["model=mlp", "trainer.max_epochs=3"], ok(9.0, 2.0), fid=[9.0])
     main([str(run)])
     assert "model" in capsys.readouterr().out
     assert (run / "report.md").read_text().splitlines()[2].startswith("| run | mlp | 3 | ok |")

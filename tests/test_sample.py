@@ -30,10 +30,15 @@ def make_ckpt(path: Path, tiny_root: Path, *overrides: str) -> Path:
         cfg = compose("train", overrides=[*TINY, f"data.root={tiny_root}", "model=mlp", *overrides])
     module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=2, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=path.parent,
-    )  # fmt: skip
+    )
     trainer.fit(module, datamodule=instantiate(cfg.data))
     trainer.save_checkpoint(path)
     return path
@@ -52,9 +57,12 @@ def cli(*args: str) -> subprocess.Popen:
     """Start `python -m gan.sample args...` as a user would, from the repository root."""
     return subprocess.Popen(
         [sys.executable, "-m", "gan.sample", *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -119,9 +127,13 @@ def test_interpolation_walks_start_at_the_plain_samples(
     plain = load_pt(ckpts["plain"], tmp_path / "p.pt", "n=3")
     for spherical in ("false", "true"):
         walk = load_pt(
-            ckpts["plain"], tmp_path / "w.pt", "n=3", "interpolate=true", "steps=5",
+            ckpts["plain"],
+            tmp_path / "w.pt",
+            "n=3",
+            "interpolate=true",
+            "steps=5",
             f"spherical={spherical}",
-        )  # fmt: skip
+        )
         assert walk.shape == (3 * 5, 1, 28, 28)
         torch.testing.assert_close(walk[::5], plain)  # z0 = the first n latents of the seed
     grid = main(

@@ -50,8 +50,15 @@ def test_a_short_run_leaves_everything_in_the_run_folder(make_cfg: MakeCfg) -> N
     assert len(list((run / "images").glob("grid_*.png"))) == 2
     assert (run / "images" / "progress.gif").exists()
     metrics = (run / "csv" / "metrics.csv").read_text()
-    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake",
-                "train/d_acc_real", "train/d_acc_fake", "train/iteration"):  # fmt: skip
+    for key in (
+        "train/d_loss",
+        "train/g_loss",
+        "train/d_real",
+        "train/d_fake",
+        "train/d_acc_real",
+        "train/d_acc_fake",
+        "train/iteration",
+    ):
         assert key in metrics.splitlines()[0]
     for key in ("val/fid", "val/kid", "val/mnist_score", "val/coverage", "val/fid_floor"):
         assert key in metrics.splitlines()[0]
@@ -80,14 +87,29 @@ def test_resume_from_last_ckpt_continues_the_run(make_cfg: MakeCfg, tmp_path: Pa
 def test_two_job_sweep_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     res = subprocess.run(
-        [sys.executable, "-m", "gan.train", "-m", "optimizer.lr=1e-4,2e-4", "model=mlp",
-         f"data.root={tiny_root}", "data.download=false", "data.val_size=16", "data.batch_size=8",
-         "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-         "trainer.log_every_n_steps=1",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=CONF.parent, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gan.train",
+            "-m",
+            "optimizer.lr=1e-4,2e-4",
+            "model=mlp",
+            f"data.root={tiny_root}",
+            "data.download=false",
+            "data.val_size=16",
+            "data.batch_size=8",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false",
+            "trainer.log_every_n_steps=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=CONF.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(CONF.parent)},
-    )  # fmt: skip
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1"]
@@ -126,8 +148,14 @@ def test_classifier_stays_in_eval_mode_during_fit(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("model=mlp", "trainer.max_epochs=2")
     module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
     spy = Spy()
-    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, callbacks=[spy],
-                        enable_progress_bar=False, default_root_dir=cfg.paths.output_dir)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        callbacks=[spy],
+        enable_progress_bar=False,
+        default_root_dir=cfg.paths.output_dir,
+    )
     trainer.fit(module, datamodule=instantiate(cfg.data))
     assert spy.classifier_training and not any(spy.classifier_training)
     assert not any(p.requires_grad for p in module.metrics.classifier.parameters())
@@ -146,8 +174,13 @@ def test_ema_differs_from_g_and_is_restored_on_resume(make_cfg: MakeCfg, tmp_pat
     assert torch.equal(module.ema_generator.module.net[0].weight, ema)
     assert module.sampling_generator() is module.ema_generator.module
 
-    second = make_cfg("model=mlp", "trainer.max_epochs=2", "ema.enabled=true", "ema.decay=0.9",
-                      f"ckpt_path={last}")  # fmt: skip
+    second = make_cfg(
+        "model=mlp",
+        "trainer.max_epochs=2",
+        "ema.enabled=true",
+        "ema.decay=0.9",
+        f"ckpt_path={last}",
+    )
     second.paths.output_dir = str(tmp_path / "resumed")
     train(second)
     sd2 = torch.load(last, weights_only=False)["state_dict"]  # same run folder

@@ -33,18 +33,27 @@ SEARCH = "hparams_search" if LISTED else "+hparams_search"  # `+`: not in the de
 
 def tiny(root: Path) -> list[str]:
     return [
-        "model=mlp", f"data.root={root}", "data.download=false", "data.val_size=16",
-        "data.batch_size=8", "trainer.max_epochs=1", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-    ]  # fmt: skip
+        "model=mlp",
+        f"data.root={root}",
+        "data.download=false",
+        "data.val_size=16",
+        "data.batch_size=8",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
 
 
 def sweep(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gan.train", "-m", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"},
-    )  # fmt: skip
+    )
 
 
 def jobs_in(folder: Path) -> list[Path]:
@@ -59,8 +68,9 @@ def compose_with_hydra(*overrides: str) -> DictConfig:
 
 
 @pytest.mark.slow
-def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tiny_root: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "multirun"
     res = sweep("optimizer.lr=1e-4,2e-4,-1", *tiny(tiny_root), f"hydra.sweep.dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -91,13 +101,21 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tiny_root: Path, tmp_pa
 @pytest.mark.slow
 def test_optuna_search_runs_its_trials(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "optuna"
-    res = sweep(f"{SEARCH}=fid_optuna", "hydra.sweeper.n_trials=2",
-                *tiny(tiny_root), f"hydra.sweep.dir={out}")  # fmt: skip
+    res = sweep(
+        f"{SEARCH}=fid_optuna",
+        "hydra.sweeper.n_trials=2",
+        *tiny(tiny_root),
+        f"hydra.sweep.dir={out}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     results = yaml.safe_load((out / "optimization_results.yaml").read_text())
     assert results["name"] == "optuna"
     assert set(results["best_params"]) == {
-        "optimizer.lr", "optimizer.g.betas.0", "step_ratio", "label_smoothing"}  # fmt: skip
+        "optimizer.lr",
+        "optimizer.g.betas.0",
+        "step_ratio",
+        "label_smoothing",
+    }
     assert [j.name for j in jobs_in(out)] == ["0", "1"]
     for job in jobs_in(out):
         assert json.loads((job / "result.json").read_text())["status"] == "ok"
@@ -108,8 +126,13 @@ def test_optuna_search_runs_its_trials(tiny_root: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "joblib"
-    res = sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=1e-4,2e-4",
-                *tiny(tiny_root), f"hydra.sweep.dir={out}")  # fmt: skip
+    res = sweep(
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer.lr=1e-4,2e-4",
+        *tiny(tiny_root),
+        f"hydra.sweep.dir={out}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in res.stdout + res.stderr
     for job in jobs_in(out):
@@ -139,12 +162,20 @@ def test_the_optuna_search_composes_and_its_space_parses() -> None:
 def test_the_slurm_launcher_composes_into_an_sbatch_script(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                             f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    cfg = compose_with_hydra(
+        "hydra/launcher=slurm", "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path}"
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    for key in ("partition", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-                "nodes", "tasks_per_node"):  # fmt: skip
+    for key in (
+        "partition",
+        "timeout_min",
+        "gpus_per_node",
+        "cpus_per_task",
+        "mem_gb",
+        "nodes",
+        "tasks_per_node",
+    ):
         assert key in launcher
 
     # What SlurmLauncher.launch does with these values, short of calling sbatch.
@@ -158,10 +189,14 @@ def test_the_slurm_launcher_composes_into_an_sbatch_script(
             k if k in base else f"slurm_{k}": v
             for k, v in params.items()
             if k not in ("submitit_folder", "max_num_timeout", "name")
-        }  # fmt: skip
+        }
     )
     script = executor._executor._make_submission_file_text("python -m gan.train", "uid")
-    for line in ("--partition=gpu", f"--time={launcher.timeout_min}",
-                 f"--gpus-per-node={launcher.gpus_per_node}", f"--nodes={launcher.nodes}",
-                 f"--mem={launcher.mem_gb}GB"):  # fmt: skip
+    for line in (
+        "--partition=gpu",
+        f"--time={launcher.timeout_min}",
+        f"--gpus-per-node={launcher.gpus_per_node}",
+        f"--nodes={launcher.nodes}",
+        f"--mem={launcher.mem_gb}GB",
+    ):
         assert f"#SBATCH {line}\n" in script
