@@ -12,13 +12,17 @@ Trainer, callbacks and loggers are Lightning's own classes; their nodes carry a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from gan.errors import GanError
+from gan.losses import LOSSES as loss_registry
+from gan.losses import SMOOTHING
+from gan.sampling import NOISES, RANGES
+from gan.step import OPTIMIZERS as optimizer_registry
 
 
 @dataclass
@@ -123,6 +127,40 @@ class PerfConfig:
 
 
 @dataclass
+class ModuleConfig:
+    """The GAN module's part of the config: its constructor arguments, saved in checkpoints.
+
+    The defaults are for modules built by hand: no metrics unless asked for (and then a
+    root to find MNIST in). Training runs pass every node from the composed config.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    label_smoothing: LabelSmoothingConfig = field(default_factory=LabelSmoothingConfig)
+    step_ratio: StepRatioConfig = field(default_factory=StepRatioConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)  # read by gan.health.NanGuard
+    metrics: MetricsConfig = field(
+        default_factory=lambda: MetricsConfig(
+            enabled=False, root="data", split="train", download=False
+        )
+    )
+    perf: PerfConfig = field(default_factory=PerfConfig)
+
+
+MODULE_GROUPS = tuple(f.name for f in fields(ModuleConfig))
+
+
+def module_config(**groups: Any) -> DictConfig:
+    """The module's config from plain dicts (a checkpoint's hyperparameters), typed and checked."""
+    return OmegaConf.merge(
+        OmegaConf.structured(ModuleConfig), {k: v for k, v in groups.items() if v is not None}
+    )  # type: ignore[return-value]
+
+
+@dataclass
 class DataConfig:
     _target_: str = "gan.data.MNISTDataModule"
     root: str = "data"  # holds MNIST/raw/*; relative paths are from where you launch
@@ -205,11 +243,13 @@ def register() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
-LOSSES = ("bce", "minimax", "lsgan", "hinge", "wgan_gp")
-TARGET_LOSSES = ("bce", "minimax", "lsgan")  # losses that use D's targets, hence smoothing
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SMOOTHING = ("none", "one_sided", "two_sided", "noisy")
-NOISE = ("normal", "uniform")
+# The lists of choices come from the registries, so a new loss, optimizer or noise is
+# added in one place.
+LOSSES = tuple(loss_registry)
+TARGET_LOSSES = tuple(k for k, v in loss_registry.items() if v.uses_targets)  # smoothing applies
+OPTIMIZERS = tuple(optimizer_registry)
+NOISE = tuple(NOISES)
+OUTPUTS = tuple(RANGES)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -293,9 +333,7 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(c.data.batch_size >= 1, "data.batch_size", c.data.batch_size, ">= 1")
     _check(c.data.val_size >= 0, "data.val_size", c.data.val_size, ">= 0")
     _check(c.data.num_workers >= 0, "data.num_workers", c.data.num_workers, ">= 0")
-    _check(
-        c.model.output in ("tanh", "sigmoid"), "model.output", c.model.output, "'tanh' or 'sigmoid'"
-    )
+    _check(c.model.output in OUTPUTS, "model.output", c.model.output, f"one of {OUTPUTS}")
     _check(c.data.img_size in (28, 64), "data.img_size", c.data.img_size, "28 or 64")
     if c.data.img_size != c.model.img_size:
         raise GanError(

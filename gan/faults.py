@@ -5,17 +5,15 @@
 - `Checkpointing`: `last.ckpt` every N iterations (mid-epoch, so a kill costs at most N
   iterations), and on SIGTERM or SIGINT a checkpoint at the next iteration boundary,
   then a clean exit. Resume with `ckpt_path=<run>/checkpoints/last.ckpt`.
-- `TrainingHealth`: warns, in plain words, when D saturates (its loss near 0 while G's
-  grows), when the losses stop moving (no learning), or when class coverage collapses;
-  each can stop the run instead.
+- `RngState` (always on): the one owner of the RNG states in checkpoints, saved with
+  every checkpoint and restored where the resumed run continues, for bit-exact resume.
 
-Non-finite losses and weights are caught in the module itself (`GAN.check_finite`).
+Non-finite losses and weights are caught by `gan.health.NanGuard`.
 
 Checks that turn a traceback into one line that names the problem and the fix:
 
 - `check_resume_checkpoint(path, model_cfg)`: `ckpt_path` exists, is a torch checkpoint of
   this project, and was written by the same architecture (called before `trainer.fit`).
-- `check_writable(folder)`: a run folder can be created and written.
 - `CheckOutputDir`: a Hydra callback that runs `check_writable` on the run (or sweep)
   folder before Hydra creates it, so an unusable `hydra.run.dir` is an `error:` line.
 """
@@ -24,93 +22,84 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gan.errors import GanError, read_checkpoint
+from gan.files import (
+    LIGHTNING_NAMES,
+    atomic_write,
+    check_writable,
+    checkpoint_dir,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger("gan.faults")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to `<file>.tmp`, fsync, then os.replace: readers see old or new, never half."""
+    """torch.save through `gan.files.atomic_write`: readers see old or new, never half."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
         if "://" in str(path) and not str(path).startswith("file://"):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            # A failed save (disk full, an exception, Ctrl+C) leaves the old file as it was
-            # and no half-written temp file. A SIGKILL cannot clean up: its `.<name>.tmp`
-            # stays, is never read, and the next save overwrites it.
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)  # make the rename itself survive a power cut
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not supported on this file system: the rename is still atomic
-    finally:
-        os.close(fd)
+        # A failed save (disk full, an exception, Ctrl+C) leaves the old file as it was and
+        # no temp file. A SIGKILL cannot clean up: its `.<name>.tmp` stays, is never read,
+        # and the next save overwrites it.
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), durable=True)
 
 
 class Interrupted(SystemExit):
     """Raised after the checkpoint is saved on SIGTERM/SIGINT; exits with 128 + signal."""
 
 
-def checkpoint_dir(trainer: L.Trainer) -> Path:
-    cb = trainer.checkpoint_callback
-    if cb is not None and getattr(cb, "dirpath", None):
-        return Path(cb.dirpath)
-    return Path(trainer.default_root_dir) / "checkpoints"
+def rng_states() -> dict[str, Any]:
+    """Every RNG the step draws from, as tensors and tuples (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    numpy = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "python": random.getstate(),
+        "numpy": numpy,
+    }
 
 
-class Checkpointing(L.Callback):
-    """Mid-epoch `last.ckpt` every N iterations, and a save-then-exit on SIGTERM/SIGINT.
+def set_rng_states(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
-    Saves happen only between iterations (after G's last update), so a checkpoint never
-    holds half a D:G schedule. A second Ctrl+C during the wait stops at once.
+
+class RngState(L.Callback):
+    """The RNG states in checkpoints (`gan_rng`): saved with each, restored on resume.
+
+    Noise, label flips, dropout and the penalty's mixing draw from the global RNGs, so a
+    resumed run is bit-exact only if they continue where the saved run was.
     """
 
-    def __init__(self, every_n_iterations: int = 200, on_signals: bool = True) -> None:
-        self.every_n_iterations = every_n_iterations
-        self.on_signals = on_signals
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
+    def __init__(self) -> None:
         self._rng: dict[str, Any] | None = None  # RNG states of the checkpoint resumed from
         self._rng_at_epoch_start = False  # that checkpoint ended an epoch
 
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl+C: stop now
-        self.signal = signum
-        log.warning(
-            "received %s: saving a checkpoint after this iteration", signal.Signals(signum).name
-        )
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["gan_rng"] = rng_states()
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
@@ -119,12 +108,6 @@ class Checkpointing(L.Callback):
         progress = checkpoint.get("loops", {}).get("fit_loop", {})
         progress = progress.get("epoch_loop.batch_progress", {})
         self._rng_at_epoch_start = bool(progress.get("is_last_batch", False))
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.on_signals or not _main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handler)
 
     # Exact resume: the RNGs go back to their saved states at the point of the loop that
     # matches where the checkpoint was written, not at `on_train_start`: a new DataLoader
@@ -143,15 +126,41 @@ class Checkpointing(L.Callback):
 
     def _restore_rng(self) -> None:
         if self._rng is not None:
-            from gan.module import set_rng_states
-
             set_rng_states(self._rng)
         self._rng, self._rng_at_epoch_start = None, False
+
+
+class Checkpointing(L.Callback):
+    """Mid-epoch `last.ckpt` every N iterations, and a save-then-exit on SIGTERM/SIGINT.
+
+    Saves happen only between iterations (after G's last update), so a checkpoint never
+    holds half a D:G schedule. A second Ctrl+C during the wait stops at once.
+    """
+
+    def __init__(self, every_n_iterations: int = 200, on_signals: bool = True) -> None:
+        self.every_n_iterations = every_n_iterations
+        self.on_signals = on_signals
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: stop now
+        self.signal = signum
+        log.warning(
+            "received %s: saving a checkpoint after this iteration", signal.Signals(signum).name
+        )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.on_signals or not _main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handler)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        iteration = getattr(pl_module, "iteration", trainer.global_step)
+        iteration = pl_module.iteration
         due = self.every_n_iterations > 0 and iteration % self.every_n_iterations == 0
         if self.signal is None and not due:
             return
@@ -198,97 +207,6 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-class TrainingHealth(L.Callback):
-    """Plain-words warnings (or a stop) when training goes wrong in the usual GAN ways.
-
-    Reads the logged losses every `trainer.log_every_n_steps` iterations, so it adds no
-    device sync of its own. The window counts those readings.
-    """
-
-    def __init__(
-        self,
-        window: int = 20,
-        d_loss_floor: float = 0.05,  # D "wins": its loss is near 0
-        flat_tolerance: float = 1e-4,  # both losses move less than this: nothing is learnt
-        min_coverage: float = 5.0,  # fewer digit classes than this among samples: collapse
-        stop_on_saturation: bool = False,
-        stop_on_flat: bool = False,
-        stop_on_collapse: bool = False,
-    ) -> None:
-        self.window = window
-        self.d_loss_floor = d_loss_floor
-        self.flat_tolerance = flat_tolerance
-        self.min_coverage = min_coverage
-        self.stop_on_saturation = stop_on_saturation
-        self.stop_on_flat = stop_on_flat
-        self.stop_on_collapse = stop_on_collapse
-        self.d: deque[float] = deque(maxlen=window)
-        self.g: deque[float] = deque(maxlen=window)
-        self.warned: set[str] = set()
-
-    def _say(self, trainer: L.Trainer, kind: str, message: str, stop: bool) -> None:
-        if kind not in self.warned:
-            log.warning(message)
-            self.warned.add(kind)
-        if stop:
-            log.error("stopping: %s", message)
-            trainer.should_stop = True
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
-    ) -> None:
-        iteration = getattr(pl_module, "iteration", trainer.global_step)
-        if iteration % max(1, trainer.log_every_n_steps) != 0:
-            return
-        metrics = trainer.callback_metrics
-        if "train/d_loss" not in metrics or "train/g_loss" not in metrics:
-            return
-        self.d.append(float(metrics["train/d_loss"]))
-        self.g.append(float(metrics["train/g_loss"]))
-        if len(self.d) < self.window:
-            return
-        d, g = list(self.d), list(self.g)
-        half = self.window // 2
-        if max(d) < self.d_loss_floor and sum(g[half:]) / half > sum(g[:half]) / half:
-            self._say(
-                trainer,
-                "saturation",
-                f"the discriminator has won: its loss stayed below {self.d_loss_floor} for the "
-                f"last {self.window} readings while the generator's loss kept growing "
-                f"(now {g[-1]:.3g}). G gets no useful gradient. Try label_smoothing=one_sided, "
-                f"a lower D learning rate (optimizer.d_lr_scale=0.5) or step_ratio=d1g2.",
-                self.stop_on_saturation,
-            )
-        if max(d) - min(d) < self.flat_tolerance and max(g) - min(g) < self.flat_tolerance:
-            self._say(
-                trainer,
-                "flat",
-                f"the losses of D and G have not changed for {self.window} readings "
-                f"(D {d[-1]:.4g}, G {g[-1]:.4g}): no learning is happening. Check the "
-                f"learning rates (optimizer.lr) and that the data is not constant.",
-                self.stop_on_flat,
-            )
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        coverage = trainer.callback_metrics.get("val/coverage")
-        if coverage is not None and float(coverage) < self.min_coverage:
-            self._say(
-                trainer,
-                "collapse",
-                f"mode collapse: samples cover only {float(coverage):.0f} of 10 digits "
-                f"(threshold {self.min_coverage:.0f}). The generator draws a few digits only.",
-                self.stop_on_collapse,
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"d": list(self.d), "g": list(self.g), "warned": sorted(self.warned)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.d.extend(state_dict.get("d", []))
-        self.g.extend(state_dict.get("g", []))
-        self.warned = set(state_dict.get("warned", []))
-
-
 # ---- input checks: one clear line instead of a traceback -------------------------------
 
 RESUME_HINT = (
@@ -324,11 +242,9 @@ def check_resume_checkpoint(
     when it is true. Checks, in order: the file exists; torch.save wrote it; torch.load can
     read it; it holds a GAN of this project; same architecture; same EMA setting.
     """
-    if str(path) in ("last", "best", "hpc", "registry"):
-        return  # Lightning's own names for checkpoints it finds itself
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / "checkpoints" / "last.ckpt").is_file():
-        path = path / "checkpoints" / "last.ckpt"  # a run folder: its last checkpoint
+    if str(path) in LIGHTNING_NAMES:
+        return  # Lightning's business
+    path = resolve_checkpoint(path)  # a run folder: its last checkpoint
     if not path.exists():
         raise GanError(f"ckpt_path={path} does not exist. {RESUME_HINT}.")
     if path.is_dir():
@@ -370,27 +286,6 @@ def check_resume_checkpoint(
             f"ckpt_path={path} {'holds' if has_ema else 'holds no'} EMA weights (its run had "
             f"ema.enabled={keep}), but this run has ema.enabled={str(ema).lower()}. Resume with "
             f"ema.enabled={keep}."
-        )
-
-
-def check_writable(folder: str | os.PathLike[str], key: str = "hydra.run.dir") -> None:
-    """GanError unless `folder` is, or can be created as, a folder this process can write.
-
-    `key` is the setting that chooses the folder, named in the message as the fix.
-    """
-    path = Path(folder).expanduser().absolute()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent  # the folders we would create start below this one
-    if not existing.is_dir():
-        raise GanError(
-            f"cannot create the output folder {path}: {existing} is a file, not a folder. "
-            f"Pick another folder: {key}=/path/to/writable/folder."
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise GanError(
-            f"cannot write the output folder {path}: {existing} is not writable (permissions, or "
-            f"a read-only file system). Pick another folder: {key}=/path/to/writable/folder."
         )
 
 

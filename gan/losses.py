@@ -1,4 +1,9 @@
-"""GAN losses and D's targets.
+"""The loss registry, and D's targets under label smoothing.
+
+Each entry of `LOSSES` is a `Loss` record: its D loss, its G loss, an optional penalty on
+D (weighted by `loss.gp_weight`) and whether D's loss reads targets (so label smoothing
+applies). The update step (gan.step) only calls the record; a new loss is one entry here,
+and the config's list of choices is this registry's keys.
 
 Every D loss has the signature `(real_logits, fake_logits, targets) -> loss`, where the
 logits are D's raw outputs, shape (B,), and `targets` is the pair (real, fake) of
@@ -6,13 +11,13 @@ per-sample targets, each (B,), made by `make_targets` from the label-smoothing c
 Losses that score raw logits (hinge, WGAN-GP) ignore the targets; `gan.config.validate`
 refuses label smoothing with them. Every G loss is `fake_logits -> loss`.
 
-WGAN-GP's penalty needs D itself, so it lives in `gradient_penalty`.
+WGAN-GP's penalty needs D itself: a penalty is `(D, real, fake) -> loss`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +63,7 @@ def hinge_g(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
-# ---- Wasserstein (the penalty is added by the module through gradient_penalty)
+# ---- Wasserstein (with the gradient penalty below)
 def wgan_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tensor:
     return fake_logits.mean() - real_logits.mean()
 
@@ -67,23 +72,37 @@ def wgan_g(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
-DLoss = Callable[[Tensor, Tensor, Targets], Tensor]
-GLoss = Callable[[Tensor], Tensor]
-LOSSES: dict[str, tuple[DLoss, GLoss]] = {
-    "bce": (bce_d, bce_g),
-    "minimax": (bce_d, minimax_g),
-    "lsgan": (lsgan_d, lsgan_g),
-    "hinge": (hinge_d, hinge_g),
-    "wgan_gp": (wgan_d, wgan_g),
-}
-
-
 def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     """WGAN-GP: E[(||grad D(x_hat)||_2 - 1)^2] on random points between real and fake."""
     alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)  # (B, 1, H, W)
     (grad,) = torch.autograd.grad(discriminator(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+DLoss = Callable[[Tensor, Tensor, Targets], Tensor]
+GLoss = Callable[[Tensor], Tensor]
+Penalty = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+class Loss(NamedTuple):
+    d: DLoss  # (real_logits, fake_logits, targets) -> D's loss
+    g: GLoss  # fake_logits -> G's loss
+    penalty: Penalty | None = None  # (D, real, fake) -> a term added to D's loss
+    uses_targets: bool = True  # D's loss reads the targets: label smoothing applies
+
+
+LOSSES: dict[str, Loss] = {
+    "bce": Loss(bce_d, bce_g),
+    "minimax": Loss(bce_d, minimax_g),
+    "lsgan": Loss(lsgan_d, lsgan_g),
+    "hinge": Loss(hinge_d, hinge_g, uses_targets=False),
+    "wgan_gp": Loss(wgan_d, wgan_g, penalty=gradient_penalty, uses_targets=False),
+}
+
+# The label-smoothing options (conf/label_smoothing/*.yaml): each sets the fields read by
+# make_targets; the name only labels the choice.
+SMOOTHING = ("none", "one_sided", "two_sided", "noisy")
 
 
 def make_targets(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan.errors import GanError, first_line, read_checkpoint
+from gan.files import check_writable
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -124,14 +124,7 @@ def check_out(out: Path, fmt: str) -> None:
             f"out={out} is a folder, but format={fmt} writes one file: pass a file name, "
             f"e.g. out={out / DEFAULT_OUT[fmt]}."
         )
-    folder = out if fmt == "png" else out.parent
-    existing = folder.absolute()
-    while not existing.exists():  # the folders we would create start below this one
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise GanError(
-            f"cannot write {out}: {existing} is not a writable folder. Pick another out=..."
-        )
+    check_writable(out if fmt == "png" else out.parent, key="out")
 
 
 # ---- the checkpoint --------------------------------------------------------------------
@@ -186,22 +179,16 @@ def draw(module: GAN, cfg: DictConfig) -> Tensor:
     """The images, float32 (N, C, H, W) in [0, 1]: n samples, or n walks of `steps` images."""
     import torch
 
-    from gan.callbacks import generate, lerp, slerp, value_range
+    from gan.sampling import generate, to_unit_range, walk
 
     gen = torch.Generator().manual_seed(cfg.seed)
+    z = module.sample_z(cfg.n, generator=gen)  # (n, D)
     if cfg.interpolate:
-        z0, z1 = module.sample_z(cfg.n, generator=gen), module.sample_z(cfg.n, generator=gen)
-        t = torch.linspace(0, 1, cfg.steps)  # (steps,)
-        z = (slerp if cfg.spherical else lerp)(z0, z1, t).flatten(0, 1)  # (n * steps, D)
-    else:
-        z = module.sample_z(cfg.n, generator=gen)  # (n, D)
+        z = walk(
+            z, module.sample_z(cfg.n, generator=gen), cfg.steps, cfg.spherical
+        )  # (n * steps, D)
     images = generate(module, z, ema=cfg.ema)  # (N, C, H, W) in G's range
-    lo, hi = value_range(module)
-    return ((images - lo) / (hi - lo)).clamp_(0, 1).cpu()
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return to_unit_range(images, module.cfg.model.output).cpu()
 
 
 def write(images: Tensor, cfg: DictConfig) -> Path:
@@ -210,6 +197,7 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
     from torchvision.utils import make_grid
 
     from gan.callbacks import save_png
+    from gan.files import atomic_write
 
     out = Path(cfg.out).expanduser()
     try:
@@ -222,13 +210,7 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
             for i, image in enumerate(images):
                 save_png(image, out / f"{i:0{width}d}.png")
         else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _tmp(out)
-            try:
-                torch.save(images.contiguous(), tmp)
-                os.replace(tmp, out)
-            finally:
-                tmp.unlink(missing_ok=True)
+            atomic_write(out, lambda tmp: torch.save(images.contiguous(), tmp))
     except OSError as e:
         raise GanError(f"cannot write {out} ({e.strerror or e}): pick another out=...") from None
     return out

@@ -4,9 +4,9 @@
     python -m gan.train model=mlp step_ratio=d1g2 trainer.max_epochs=5
     python -m gan.train -m optimizer.lr=1e-4,2e-4,4e-4    # a sweep into multirun/
 
-Compose the config (conf/train.yaml, checked against gan/config.py), seed, instantiate
-the datamodule, the module, callbacks, loggers and trainer, fit, and return the metric
-that sweeps optimize (`optimized_metric`). Everything a run makes lands in its Hydra
+Compose the config (conf/train.yaml, checked against gan/config.py), seed, build the
+module, datamodule, callbacks, loggers and trainer (gan.build), fit, and return the
+metric that sweeps optimize (`optimized_metric`). Everything a run makes lands in its Hydra
 run folder.
 """
 
@@ -23,33 +23,18 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from gan.build import build
 from gan.classifier import load_or_train
 from gan.config import register, to_dict, validate
 from gan.errors import GanError
-from gan.faults import AtomicCheckpointIO, check_resume_checkpoint, check_writable
-from gan.loggers import build_loggers, finish_loggers
-from gan.module import GAN
+from gan.faults import check_resume_checkpoint
+from gan.files import LIGHTNING_NAMES, check_writable, resolve_checkpoint
+from gan.loggers import finish_loggers
 
 log = logging.getLogger("gan.train")
 register()
-
-# The config nodes that are the GAN's constructor arguments (saved in every checkpoint).
-MODULE_GROUPS = (
-    "model",
-    "optimizer",
-    "loss",
-    "label_smoothing",
-    "step_ratio",
-    "noise",
-    "ema",
-    "guard",
-    "metrics",
-    "perf",
-)
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -63,16 +48,9 @@ def check_accelerator(accelerator: str) -> None:
 
 def resume_into_run_folder(cfg: DictConfig) -> None:
     """`ckpt_path=<run folder>` or `<run>/checkpoints/*.ckpt`: continue in that run folder."""
-    if not cfg.ckpt_path or cfg.ckpt_path in ("last", "best", "hpc", "registry"):
+    if not cfg.ckpt_path or cfg.ckpt_path in LIGHTNING_NAMES:
         return
-    path = Path(cfg.ckpt_path)
-    if path.is_dir():  # a run folder: its last checkpoint
-        path = path / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise GanError(
-                f"ckpt_path={cfg.ckpt_path} is a folder without checkpoints/last.ckpt; "
-                f"point ckpt_path at a .ckpt file or at a run folder that has one."
-            )
+    path = resolve_checkpoint(cfg.ckpt_path)  # checked by check_resume_checkpoint already
     run = path.parent.parent
     with open_dict(cfg):
         cfg.ckpt_path = str(path)
@@ -89,10 +67,6 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
         check_resume_checkpoint(cfg.ckpt_path, to_dict(cfg.model), ema=cfg.ema.enabled)
     resume_into_run_folder(cfg)
-    mc = cfg.callbacks.get("model_checkpoint")
-    if mc and not cfg.metrics.enabled and mc.get("monitor") == "val/fid":
-        with open_dict(cfg):  # no scores: keep the latest checkpoint instead of the best
-            mc.monitor = None
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)  # the resolved config, for humans
@@ -101,24 +75,15 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
         m = cfg.metrics
         load_or_train(m.root, m.split, m.download, max_epochs=m.classifier_epochs)
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    module = GAN(**{group: to_dict(cfg[group]) for group in MODULE_GROUPS})
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
-    if not cfg.trainer.enable_progress_bar:  # the switch wins over callbacks.progress_bar
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = build_loggers(cfg.logger)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
-    )
-    for logger in trainer.loggers:
+    run = build(cfg)
+    for logger in run.loggers:
         logger.log_hyperparams(to_dict(cfg))
-
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.ckpt_path)
     finally:
-        finish_loggers(loggers)
+        finish_loggers(run.loggers)
 
-    value = trainer.callback_metrics.get(cfg.optimized_metric)
+    value = run.trainer.callback_metrics.get(cfg.optimized_metric)
     log.info("run folder: %s", out)
     return None if value is None else float(value)
 

@@ -11,11 +11,11 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from gan.callbacks import Interpolation, LossPlot, generate, lerp, slerp
-from gan.config import to_dict
+from gan.callbacks import Interpolation, LossPlot
 from gan.errors import GanError
 from gan.module import GAN
-from gan.train import MODULE_GROUPS, train
+from gan.sampling import generate, lerp, slerp
+from gan.train import train
 
 MakeCfg = Callable[..., DictConfig]
 TILE = 28 + 2  # a 28px image and make_grid's padding of 2
@@ -79,8 +79,7 @@ def test_resume_keeps_the_loss_history_and_the_walk(make_cfg: MakeCfg, tmp_path:
     assert after["train/d_loss"][:2] == before["train/d_loss"]
     assert (Path(first.paths.output_dir) / "loss.png").exists()
     walk_after = callback_state(resumed, "Interpolation")
-    assert torch.equal(walk_before["z0"], walk_after["z0"])
-    assert torch.equal(walk_before["z1"], walk_after["z1"])
+    assert torch.equal(walk_before["z"], walk_after["z"])  # both ends of every walk
 
 
 def test_callback_states_round_trip() -> None:
@@ -92,7 +91,7 @@ def test_callback_states_round_trip() -> None:
     assert copy.render().shape[0] == 3  # draws without a trainer
 
     walk = Interpolation(rows=2)
-    walk.z0, walk.z1 = torch.randn(2, 5), torch.randn(2, 5)
+    walk.z = torch.randn(4, 5)  # 2 starts, then 2 ends
     other = Interpolation(rows=2)
     other.load_state_dict(walk.state_dict())
     assert torch.equal(other.path(), walk.path())
@@ -127,7 +126,7 @@ def test_slerp_endpoints_norms_and_parallel_vectors() -> None:
 
 def test_generate_runs_eval_mode_and_restores_the_mode(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("model=dcgan")
-    module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
+    module = GAN.from_config(cfg)
     modes: list[bool] = []
     module.generator.register_forward_pre_hook(lambda m, _: modes.append(m.training))
     z = module.sample_z(3)

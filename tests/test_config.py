@@ -16,7 +16,6 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from gan.config import to_dict, validate
 from gan.errors import GanError
 from gan.module import GAN
-from gan.train import MODULE_GROUPS
 from tests.conftest import CONF
 
 MakeCfg = Callable[..., DictConfig]
@@ -244,7 +243,7 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
     assert (cfg.label_smoothing.real, cfg.label_smoothing.fake) == (t["real"], 0.0)
     assert cfg.optimizer.clip_value == t["clip"]
     assert cfg.trainer.max_epochs == t["epochs"]
-    module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
+    module = GAN.from_config(cfg)
     first = next(
         m for m in module.generator.modules() if isinstance(m, nn.Linear | nn.ConvTranspose2d)
     )

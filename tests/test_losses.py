@@ -21,14 +21,14 @@ def softplus(x: float) -> float:
 
 
 def test_bce_d_matches_hand_computation() -> None:
-    d_loss, _ = LOSSES["bce"]
+    d_loss = LOSSES["bce"].d
     # -log sigmoid(l) = softplus(-l); -log(1 - sigmoid(l)) = softplus(l)
     want = (softplus(-2) + softplus(0)) / 2 + (softplus(-1) + softplus(1)) / 2
     assert d_loss(REAL, FAKE, ONES_ZEROS).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_bce_d_uses_the_targets() -> None:
-    d_loss, _ = LOSSES["bce"]
+    d_loss = LOSSES["bce"].d
     t = (torch.full((2,), 0.9), torch.zeros(2))
     want = sum(0.9 * softplus(-r) + 0.1 * softplus(r) for r in (2.0, 0.0)) / 2
     want += (softplus(-1) + softplus(1)) / 2
@@ -37,21 +37,21 @@ def test_bce_d_uses_the_targets() -> None:
 
 def test_generator_losses() -> None:
     # non-saturating: -log D(G(z)); minimax: log(1 - D(G(z)))
-    assert LOSSES["bce"][1](FAKE).item() == pytest.approx((softplus(1) + softplus(-1)) / 2)
-    assert LOSSES["minimax"][1](FAKE).item() == pytest.approx(-(softplus(-1) + softplus(1)) / 2)
-    assert LOSSES["lsgan"][1](FAKE).item() == pytest.approx(0.5 * ((-2) ** 2 + 0) / 2)
-    assert LOSSES["hinge"][1](FAKE).item() == pytest.approx(0.0)
-    assert LOSSES["wgan_gp"][1](torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+    assert LOSSES["bce"].g(FAKE).item() == pytest.approx((softplus(1) + softplus(-1)) / 2)
+    assert LOSSES["minimax"].g(FAKE).item() == pytest.approx(-(softplus(-1) + softplus(1)) / 2)
+    assert LOSSES["lsgan"].g(FAKE).item() == pytest.approx(0.5 * ((-2) ** 2 + 0) / 2)
+    assert LOSSES["hinge"].g(FAKE).item() == pytest.approx(0.0)
+    assert LOSSES["wgan_gp"].g(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
 
 
 def test_lsgan_hinge_wgan_d() -> None:
-    assert LOSSES["lsgan"][0](REAL, FAKE, ONES_ZEROS).item() == pytest.approx(
+    assert LOSSES["lsgan"].d(REAL, FAKE, ONES_ZEROS).item() == pytest.approx(
         0.5 * ((1 + 1) / 2 + (1 + 1) / 2)
     )
     # hinge: relu(1 - real) + relu(1 + fake) = mean(0, 1) + mean(0, 2)
-    assert LOSSES["hinge"][0](REAL, FAKE, ONES_ZEROS).item() == pytest.approx(0.5 + 1.0)
+    assert LOSSES["hinge"].d(REAL, FAKE, ONES_ZEROS).item() == pytest.approx(0.5 + 1.0)
     # wgan: E[D(fake)] - E[D(real)]
-    assert LOSSES["wgan_gp"][0](REAL, FAKE, ONES_ZEROS).item() == pytest.approx(0.0 - 1.0)
+    assert LOSSES["wgan_gp"].d(REAL, FAKE, ONES_ZEROS).item() == pytest.approx(0.0 - 1.0)
 
 
 def test_gradient_penalty_is_zero_for_unit_slope_critic() -> None:

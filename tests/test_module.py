@@ -14,15 +14,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from gan.config import to_dict
-from gan.module import GAN
-from gan.train import MODULE_GROUPS
+from gan.module import GAN, LightningUpdates
 
 MakeCfg = Callable[..., DictConfig]
 
 
 def build(cfg: DictConfig) -> tuple[GAN, L.LightningDataModule]:
-    return GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS}), instantiate(cfg.data)
+    return GAN.from_config(cfg), instantiate(cfg.data)
 
 
 def fit(
@@ -60,8 +58,11 @@ def test_exact_optimizer_step_counts(
         make_cfg("model=mlp", f"step_ratio={ratio}", "data.batch_size=4", "data.val_size=0")
     )
     seen: list[torch.Tensor] = []
-    d_step = module.d_step
-    module.d_step = lambda real, opt, **kw: (seen.append(real.clone()), d_step(real, opt, **kw))[1]  # type: ignore[method-assign]
+    d_update = module.gan_step.d_update
+    module.gan_step.d_update = lambda g, d, real, *a: (
+        seen.append(real.clone()),
+        d_update(g, d, real, *a),
+    )[1]  # type: ignore[method-assign]
     trainer = fit(module, dm, batches=3, tmp_path=str(tmp_path), log_every_n_steps=3)
     opt_g, opt_d = (o.optimizer for o in module.optimizers())
     assert adam_steps(opt_d) == 3 * d
@@ -102,17 +103,12 @@ def test_d_and_g_steps_update_only_their_own_network(make_cfg: MakeCfg) -> None:
     g0 = [p.clone() for p in module.generator.parameters()]
     d0 = [p.clone() for p in module.discriminator.parameters()]
 
-    class Opt:  # stands in for Lightning's wrapper around the raw optimizer
-        def __init__(self, opt: torch.optim.Optimizer) -> None:
-            self.optimizer = opt
-            self.step, self.zero_grad = opt.step, opt.zero_grad
-            self.param_groups = opt.param_groups
-
-    module.d_step(torch.rand(8, 1, 28, 28) * 2 - 1, Opt(opt_d))
+    updates, step = LightningUpdates(module), module.gan_step
+    step.d_update(module.generator, module.discriminator, torch.rand(8, 1, 28, 28) * 2 - 1, updates)
     assert all(torch.equal(a, b) for a, b in zip(g0, module.generator.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(d0, module.discriminator.parameters()))
     d1 = [p.clone() for p in module.discriminator.parameters()]
-    module.g_step(8, Opt(opt_g))
+    step.g_update(module.generator, module.discriminator, 8, updates)
     assert all(torch.equal(a, b) for a, b in zip(d1, module.discriminator.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(g0, module.generator.parameters()))
 

@@ -15,9 +15,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gan.config import to_dict
 from gan.module import GAN
-from gan.train import MODULE_GROUPS, train
+from gan.train import train
 from tests.conftest import CONF
 
 MakeCfg = Callable[..., DictConfig]
@@ -146,7 +145,7 @@ class Spy(L.Callback):
 
 def test_classifier_stays_in_eval_mode_during_fit(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("model=mlp", "trainer.max_epochs=2")
-    module = GAN(**{k: to_dict(cfg[k]) for k in MODULE_GROUPS})
+    module = GAN.from_config(cfg)
     spy = Spy()
     trainer = L.Trainer(
         accelerator="cpu",

@@ -15,6 +15,8 @@ Families: mlp (TensorFlow), dcgan (28x28 DCGAN), dcgan64 (DCGAN paper / MXNet),
 paddle (PaddlePaddle book), upsample (Keras, Atienza).
 """
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from gan.errors import GanError
@@ -89,3 +91,19 @@ def check_images(x: Tensor, img_size: int, model: str) -> None:
         if alt is not None:
             msg += f" or pick a {h}x{w} model such as model={alt}"
         raise GanError(msg)
+
+
+def check_nets(model_cfg: Any, generator: nn.Module, discriminator: nn.Module) -> None:
+    """GanError unless G and D make and eat `model.img_size` images and G ends in `model.output`."""
+    size = model_cfg.img_size
+    for net in (generator, discriminator):
+        if getattr(net, "img_size", size) != size:
+            raise GanError(
+                f"model.img_size={size} but {type(net).__module__}.{type(net).__name__} "
+                f"works on {net.img_size}x{net.img_size} images; set model.img_size={net.img_size}."
+            )
+    if getattr(generator, "output", model_cfg.output) != model_cfg.output:
+        raise GanError(
+            f"model.output={model_cfg.output} but the generator ends in {generator.output}; "
+            f"set model.output={generator.output}."
+        )

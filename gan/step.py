@@ -1,0 +1,209 @@
+"""The one GAN update step, shared by the LightningModule and the benchmark's floor.
+
+One *iteration* is `d_steps` discriminator updates, each on a fresh chunk of real images,
+then `g_steps` generator updates, each on fresh noise. `GanStep` owns the losses, label
+smoothing, the penalty and the reuse of fakes; how a loss becomes a weight update
+(backward, clipping, the optimizer step) is the caller's `Updates`:
+
+    step = GanStep.from_config(cfg, sample_z=lambda n: torch.randn(n, 100))
+    out = step(g, d, real, updates)   # real (d_steps * B, 1, H, W)
+
+The module's `Updates` goes through Lightning (`toggle_optimizer`, `manual_backward`,
+precision plugins); the floor's (`gan.floor.PlainUpdates`) is plain PyTorch. Both run
+this same code, so the floor times the same computation.
+
+The optimizer registry lives here too: `OPTIMIZERS`, `build_optimizers`, `clip_gradients`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from gan.losses import LOSSES, Loss, make_targets
+
+# ---- optimizers ------------------------------------------------------------------------
+
+
+def _adam(params: Any, spec: Any, common: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, betas=tuple(spec.betas), eps=spec.eps, **common)
+
+
+def _rmsprop(params: Any, spec: Any, common: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        params, alpha=spec.alpha, eps=spec.eps, momentum=spec.momentum, **common
+    )
+
+
+def _sgd(params: Any, spec: Any, common: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, momentum=spec.momentum, **common)
+
+
+# `optimizer.g.name` / `optimizer.d.name` -> a builder. A new optimizer is one entry here.
+OPTIMIZERS: dict[str, Callable[[Any, Any, dict[str, Any]], torch.optim.Optimizer]] = {
+    "adam": _adam,
+    "rmsprop": _rmsprop,
+    "sgd": _sgd,
+}
+FUSED = {"adam", "sgd"}  # torch (>= 2.4) has fused kernels for these on CPU and CUDA
+
+
+def use_fused(optim_cfg: Any, precision: str) -> bool:
+    """Whether the optimizers may be fused under this `trainer.precision`.
+
+    A fused optimizer unscales 16-mixed gradients inside its own step, too late for
+    clipping: Lightning refuses that pair, so clipped 16-mixed runs use foreach.
+    """
+    clipped = optim_cfg.clip_value is not None or optim_cfg.clip_norm is not None
+    return not (clipped and str(precision) == "16-mixed")
+
+
+def build_optimizer(params: Any, spec: Any, lr: float, fused: bool = True) -> torch.optim.Optimizer:
+    """One network's optimizer from an `OptimSpec`, with torch's fastest kernels.
+
+    Fused (one kernel for the whole update) where torch has it, else foreach (one kernel
+    per op, not per tensor). On a 2-core CPU, fused Adam steps dcgan's G in 1.1 ms against
+    2.6 ms for foreach and 6.1 ms for the per-tensor loop.
+    """
+    kernel = {"fused": True} if fused and spec.name in FUSED else {"foreach": True}
+    return OPTIMIZERS[spec.name](
+        params, spec, {"lr": lr, "weight_decay": spec.weight_decay, **kernel}
+    )
+
+
+def build_optimizers(
+    g: nn.Module, d: nn.Module, optim_cfg: Any, precision: str = "32-true"
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """G's and D's optimizers. Learning rates: `g.lr` / `d.lr` when set, else `lr` (times
+    `d_lr_scale` for D, as TTUR does)."""
+    c = optim_cfg
+    g_lr = c.g.lr if c.g.lr is not None else c.lr
+    d_lr = c.d.lr if c.d.lr is not None else c.lr * c.d_lr_scale
+    fused = use_fused(c, precision)
+    return build_optimizer(g.parameters(), c.g, g_lr, fused), build_optimizer(
+        d.parameters(), c.d, d_lr, fused
+    )
+
+
+def clip_gradients(
+    params: Iterable[Tensor], clip_value: float | None, clip_norm: float | None
+) -> None:
+    """Clamp each gradient to [-clip_value, clip_value], then rescale to total norm clip_norm.
+
+    Call it on unscaled gradients: under 16-mixed, after the GradScaler's unscale.
+    """
+    params = [p for p in params if p.grad is not None]
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+
+
+# ---- the step --------------------------------------------------------------------------
+
+
+class Updates(Protocol):
+    """How a loss becomes an update of "g" or "d"."""
+
+    def train(self, net: str) -> AbstractContextManager[Any]:
+        """Inside the block only `net`'s weights get gradients (no graph through the other)."""
+
+    def step(self, net: str, loss: Tensor) -> None:
+        """Backward, clip, optimizer step, zero the gradients."""
+
+
+class StepOutput(NamedTuple):
+    """What one iteration reports, detached: the last D update's and G update's values."""
+
+    d_loss: Tensor  # ()
+    g_loss: Tensor  # ()
+    real_logits: Tensor  # (B,)
+    fake_logits: Tensor  # (B,)
+
+
+class GanStep:
+    """One GAN iteration: D updates, then G updates, under one loss record."""
+
+    def __init__(
+        self,
+        loss: Loss,
+        smoothing: Any,
+        sample_z: Callable[[int], Tensor],
+        d_steps: int = 1,
+        g_steps: int = 1,
+        penalty_weight: float = 0.0,
+        reuse_fake: bool = False,
+    ) -> None:
+        self.loss = loss
+        self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
+        self.sample_z = sample_z  # n -> (n, noise.dim) on the step's device
+        self.d_steps, self.g_steps = d_steps, g_steps
+        self.penalty_weight = penalty_weight
+        self.reuse_fake = reuse_fake
+
+    @classmethod
+    def from_config(cls, cfg: Any, sample_z: Callable[[int], Tensor]) -> GanStep:
+        """From a config with `loss`, `label_smoothing`, `step_ratio` and `perf` nodes."""
+        return cls(
+            LOSSES[cfg.loss.name],
+            cfg.label_smoothing,
+            sample_z,
+            d_steps=cfg.step_ratio.d_steps,
+            g_steps=cfg.step_ratio.g_steps,
+            penalty_weight=cfg.loss.gp_weight,
+            reuse_fake=cfg.perf.reuse_fake,
+        )
+
+    def d_update(
+        self, g: nn.Module, d: nn.Module, real: Tensor, updates: Updates, keep_fake: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """One D update on real images (B, 1, H, W) and as many fresh fakes.
+
+        With keep_fake, the fakes are made with G's graph and returned, so the next G
+        update can reuse them instead of running G again (perf.reuse_fake).
+        """
+        n = real.size(0)
+        kept = g(self.sample_z(n)) if keep_fake else None  # (B, 1, H, W), with G's graph
+        with updates.train("d"):
+            fake = kept.detach() if kept is not None else g(self.sample_z(n))  # no graph through G
+            real_logits, fake_logits = d(real), d(fake)  # (B,) each
+            targets = make_targets(self.smoothing, n, real.device, real_logits.dtype)
+            loss = self.loss.d(real_logits, fake_logits, targets)
+            if self.loss.penalty is not None:
+                loss = loss + self.penalty_weight * self.loss.penalty(d, real, fake)
+            updates.step("d", loss)
+        return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
+
+    def g_update(
+        self, g: nn.Module, d: nn.Module, n: int, updates: Updates, fake: Tensor | None = None
+    ) -> Tensor:
+        """One G update on n fresh latent vectors (or on `fake`, kept from the D update)."""
+        with updates.train("g"):  # no gradients for D's weights
+            if fake is None:
+                fake = g(self.sample_z(n))  # (n, 1, H, W)
+            loss = self.loss.g(d(fake))  # D(G(z)): (n,)
+            updates.step("g", loss)
+        return loss.detach()
+
+    def __call__(
+        self,
+        g: nn.Module,
+        d: nn.Module,
+        real: Tensor,
+        updates: Updates,
+        after_g_update: Callable[[], None] | None = None,
+    ) -> StepOutput:
+        """One iteration on `real` (d_steps * B, 1, H, W): one fresh chunk per D update."""
+        chunks = real.chunk(self.d_steps)
+        for i, chunk in enumerate(chunks):
+            keep = self.reuse_fake and i == len(chunks) - 1
+            d_loss, real_logits, fake_logits, kept = self.d_update(g, d, chunk, updates, keep)
+        for j in range(self.g_steps):
+            g_loss = self.g_update(g, d, chunk.size(0), updates, kept if j == 0 else None)
+            if after_g_update is not None:
+                after_g_update()
+        return StepOutput(d_loss, g_loss, real_logits, fake_logits)
