@@ -48,7 +48,7 @@ from torchvision.datasets import MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from gan import bench  # noqa: E402
+from gan import bench, timing  # noqa: E402
 from gan.data import load_mnist_split  # noqa: E402
 from gan.nets.dcgan64 import Discriminator as DCGAN64D  # noqa: E402
 from gan.nets.dcgan64 import Generator as DCGAN64G  # noqa: E402
@@ -167,7 +167,7 @@ def theirs_lightning(root: str, iters: int, warmup: int, log_dir: str) -> float:
     loader = DataLoader(
         data, batch_size=32, shuffle=True, num_workers=16, drop_last=True, pin_memory=True
     )
-    timer = bench.Timer(warmup, iters)
+    timer = timing.Timer(warmup, iters)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
                     t = theirs_lightning(
                         args.data_root, iters, args.warmup, os.path.join(tmp, f"pl{r}")
                     )
-                o = bench.run_lightning(cfg, iters, args.warmup, "cpu")["s_per_iter"]
+                o = timing.run_lightning(cfg, iters, args.warmup, "cpu")["s_per_iter"]
                 runs.append((t, o))
                 print(
                     f"{name} repeat {r}: theirs {pair['batch'] / t:.0f} img/s, "

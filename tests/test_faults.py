@@ -33,17 +33,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+import gan.health
 import gan.sample
 import gan.train
 from gan.config import register, to_dict
 from gan.errors import GanError
-from gan.faults import (
-    AtomicCheckpointIO,
-    CheckOutputDir,
-    check_resume_checkpoint,
-    check_writable,
-    checkpoint_dir,
-)
+from gan.faults import AtomicCheckpointIO, CheckOutputDir, check_resume_checkpoint
+from gan.files import check_writable, checkpoint_dir
 from gan.train import train
 from tests.conftest import CONF, TINY
 from tests.mnist_files import write_tiny_mnist
@@ -153,6 +149,13 @@ CASES: list[Case] = [
         "output folder that cannot be created",
         ("gan.train", "hydra.run.dir={file}/run"),
         "is a file, not a folder",
+        cli=True,
+        needs=("writable-check", "dir-callback"),
+    ),
+    Case(
+        "output folder in a place where no folder can be made",
+        ("gan.train", "hydra.run.dir=/proc/forbidden"),
+        "/proc does not accept new folders",
         cli=True,
         needs=("writable-check", "dir-callback"),
     ),
@@ -725,13 +728,14 @@ class NanLoss(L.Callback):
         last = checkpoint_dir(trainer) / "last.ckpt"
         record = {"at": self.at, "last_sha256": sha256(last) if last.exists() else None}
         (Path(trainer.default_root_dir) / "nan_injected.json").write_text(json.dumps(record))
-        loss_fn = pl_module.g_loss_fn
+        step = pl_module.gan_step
+        loss = step.loss
 
         def nan_once(*args: Any) -> torch.Tensor:
-            pl_module.g_loss_fn = loss_fn
-            return loss_fn(*args) * float("nan")
+            step.loss = loss
+            return loss.g(*args) * float("nan")
 
-        pl_module.g_loss_fn = nan_once
+        step.loss = loss._replace(g=nan_once)
 
 
 def nan_cfg(make_cfg: Callable[..., DictConfig], *extra: str, at: int = 8) -> DictConfig:
@@ -791,7 +795,7 @@ def test_deferred_nan_checks_find_the_iteration_one_check_later(
     make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch, on_nonfinite: str
 ) -> None:
     # On a GPU each check's flag is read at the next check (no sync per iteration); forced here.
-    monkeypatch.setattr(gan.module.GAN, "defer_checks", lambda self: True)
+    monkeypatch.setattr(gan.health.NanGuard, "defer_checks", lambda self, pl_module: True)
     cfg = nan_cfg(make_cfg, f"guard.on_nonfinite={on_nonfinite}", at=8)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if on_nonfinite == "rollback":
@@ -982,6 +986,9 @@ def test_check_writable(tmp_path: Path) -> None:
         check_writable(tmp_path / "afile" / "run")
     with pytest.raises(GanError, match="hydra.sweep.dir="):
         check_writable(tmp_path / "afile" / "run", key="hydra.sweep.dir")
+    if Path("/proc/self").is_dir():  # a place where no folder can be made, whoever you are
+        with pytest.raises(GanError, match="/proc does not accept new folders .*hydra.run.dir="):
+            check_writable("/proc/forbidden/run")
     with pytest.raises(SystemExit, match="^error: cannot create the output folder"):
         CheckOutputDir().on_run_start(
             DictConfig({"hydra": {"run": {"dir": str(tmp_path / "afile" / "run")}}})
