@@ -49,7 +49,7 @@ from torchvision.datasets import MNIST
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from gan import bench, timing  # noqa: E402
-from gan.data import load_mnist_split  # noqa: E402
+from gan.mnist import load_mnist_split  # noqa: E402
 from gan.nets.dcgan64 import Discriminator as DCGAN64D  # noqa: E402
 from gan.nets.dcgan64 import Generator as DCGAN64G  # noqa: E402
 

@@ -92,7 +92,7 @@ def load_images(cfg: DictConfig) -> torch.Tensor:
     """The training images as the model sees them: float, scaled and sized, (N, 1, S, S)."""
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    return dm.to_model_range(dm._train.images)
+    return dm.to_model_range(dm.train_set.images)
 
 
 def epoch_overhead(

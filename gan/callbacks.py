@@ -338,15 +338,8 @@ class LossPlot(L.Callback):
         log_image(trainer, "plots/loss", image)
         return path
 
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GAN, *args: Any) -> None:
+        if pl_module.iteration % max(1, trainer.log_every_n_steps) == 0:
             self.record(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,22 +9,14 @@ Inception's class scores.
     python -m gan.classifier data.root=../shared/mnist data.split=test data.download=false
     python -m gan.classifier retrain=true max_epochs=8    # ignore the cached one
 
-From Python::
+    clf = load_or_train("data", split="train")  # frozen, on the CPU; .info says where from
+    feats = clf.features(images)  # (B, 128); images (B, 1, 28|64, 28|64) in [0, 1]
 
-    clf = load_or_train("data", split="train")           # frozen, on the CPU; .info says where from
-    feats = clf.features(images)                         # (B, 128); images (B, 1, 28|64, 28|64) in [0, 1]
-
-Cache: `<cache_dir()>/classifier/<key>.pt`, `cache_dir()` being `$GAN_CACHE` or
-`~/.cache/gan`. The key names the training data: split, number of training images and a
-short hash of their bytes (images and labels), plus the architecture version, e.g.
-`test-n8000-856ec361d8d4-cnn1`. Different data gives a different file; split="all" trains
-on the train split, like split="train", and shares its file. Training settings are not
-in the key: `retrain=true` replaces the file.
-
-Training data and held-out accuracy: split="test" (the offline case, only t10k-* on disk)
-trains on the first 80% of the test split (8,000 images) and measures on the last 20%
-(2,000). split="train" or "all" trains on the train split and measures on the test split,
-or on the train split's last 10,000 images when the test split is missing.
+Cache: `<cache_dir()>/classifier/<key>.pt`; the key names the training data (see
+`classifier_key`), not the training settings: `retrain=true` replaces the file.
+split="test" (the offline case, only t10k-* on disk) trains on the first 80% of the test
+split and measures on the last 20%. split="train" or "all" trains on the train split and
+measures on the test split, or on the train split's last 10,000 images without one.
 """
 
 from __future__ import annotations
@@ -47,26 +39,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from gan.data import (
-    MNISTDataModule,
-    _BatchDataset,
-    ensure_mnist,
-    load_mnist_split,
-    mnist_raw_folder,
-)
+from gan.data import MNISTDataModule
 from gan.errors import GanError
-
-__all__ = [
-    "MNISTClassifier",
-    "ClassifierModule",
-    "ClassifierInfo",
-    "ClassifierConfig",
-    "freeze",
-    "cache_dir",
-    "classifier_key",
-    "load_or_train",
-    "register",
-]
+from gan.files import atomic_write
+from gan.mnist import SPLITS, ensure_mnist, has_split, load_mnist_split
 
 log = logging.getLogger("gan.classifier")
 
@@ -191,13 +167,11 @@ class ClassifierModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.val_acc(self.net(x), y)
+        self.val_acc(self.net(batch[0]), batch[1])
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.test_acc(self.net(x), y)
+        self.test_acc(self.net(batch[0]), batch[1])
         self.log("test/acc", self.test_acc)
 
     def configure_optimizers(self) -> Any:
@@ -208,31 +182,6 @@ class ClassifierModule(L.LightningModule):
             opt, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class _TensorsDataModule(MNISTDataModule):
-    """`MNISTDataModule` serving given uint8 tensors: the training set and the held-out set.
-
-    The held-out set is both the validation and the test set: nothing is tuned on it.
-    """
-
-    def __init__(
-        self, train: tuple[Tensor, Tensor], held_out: tuple[Tensor, Tensor], **kwargs: Any
-    ) -> None:
-        super().__init__(download=False, value_range="sigmoid", img_size=28, **kwargs)
-        self._given = (train, held_out)  # ((N, 28, 28) uint8, (N,) int64) each
-
-    def prepare_data(self) -> None:
-        pass  # the tensors are in memory already: nothing to download
-
-    def setup(self, stage: str | None = None) -> None:
-        if self._train is None:
-            (train_x, train_y), (held_x, held_y) = self._given
-            self._train, self._val = _BatchDataset(train_x, train_y), _BatchDataset(held_x, held_y)
-            self._train_loader = None
-
-    def test_dataloader(self) -> Any:
-        return self.val_dataloader()
 
 
 # ---- data and cache ---------------------------------------------------------------------
@@ -265,45 +214,32 @@ def classifier_key(split: str, images: Tensor, labels: Tensor) -> str:
     return f"{split}-n{len(images)}-{h.hexdigest()[:12]}-{ARCH}"
 
 
-def _has_test_split(root: str) -> bool:
-    raw = mnist_raw_folder(root)
-    names = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    return all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n in names)
-
-
 def _training_data(
     root: str, split: str, download: bool
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], str, str]:
     """(train images, labels), (held-out images, labels), the held-out set's name, and the
     split the training images come from ("all" trains on the train split, as "train" does,
     and shares its cache file)."""
-    if split not in ("train", "test", "all"):
-        raise GanError(f"data.split={split!r} is not one of train, test, all.")
-    if split == "test":
-        ensure_mnist(root, "test", download)
-        x, y = load_mnist_split(root, "test")  # (N, 28, 28) uint8, (N,) int64
-        n_held = min(len(x) // 5, MAX_HELD_OUT)  # 2,000 of the 10,000
-        n = len(x) - n_held
-        return (x[:n], y[:n]), (x[n:], y[n:]), f"the last {n_held} images of the test split", "test"
-    ensure_mnist(root, "train", download)
-    if not _has_test_split(root) and download:
+    if split not in SPLITS:
+        raise GanError(f"data.split={split!r} is not one of {', '.join(SPLITS)}.")
+    source = "test" if split == "test" else "train"
+    ensure_mnist(root, source, download)
+    if source == "train" and download and not has_split(root, "test"):
         try:
             ensure_mnist(root, "test", download)
         except GanError as err:  # the train split alone will do: measure on a held-out part
             log.warning("could not download the test split (%s)", err)
-    if split == "all" and not _has_test_split(root):
+    if split == "all":
         ensure_mnist(root, "all", download)  # raises the GanError that names the missing files
-    x, y = load_mnist_split(root, "train")
-    if _has_test_split(root):
-        return (x, y), load_mnist_split(root, "test"), "the test split", "train"
-    n_held = min(len(x) // 5, MAX_HELD_OUT)
+    x, y = load_mnist_split(root, source)  # (N, 28, 28) uint8, (N,) int64
+    if source == "train" and has_split(root, "test"):
+        return (x, y), load_mnist_split(root, "test"), "the test split", source
+    n_held = min(len(x) // 5, MAX_HELD_OUT)  # 2,000 of the test split's 10,000
+    if source == "train":
+        msg = "no MNIST test split in %s: measuring on the train split's last %d images"
+        log.warning(msg, root, n_held)
     n = len(x) - n_held
-    log.warning(
-        "no MNIST test split in %s: measuring on the train split's last %d images",
-        mnist_raw_folder(root),
-        n_held,
-    )
-    return (x[:n], y[:n]), (x[n:], y[n:]), f"the last {n_held} images of the train split", "train"
+    return (x[:n], y[:n]), (x[n:], y[n:]), f"the last {n_held} images of the {source} split", source
 
 
 def _load_cached(path: Path, split: str) -> MNISTClassifier | None:
@@ -313,46 +249,12 @@ def _load_cached(path: Path, split: str) -> MNISTClassifier | None:
         with torch.random.fork_rng(devices=[]):  # building it draws init weights: keep the
             clf = MNISTClassifier(int(blob["feature_dim"]))  # caller's RNG as it was
         clf.load_state_dict(blob["state_dict"])
-        clf.info = ClassifierInfo(
-            str(blob["key"]),
-            path,
-            split,
-            int(blob["num_train"]),
-            str(blob["held_out"]),
-            float(blob["accuracy"]),
-            trained=False,
-        )
+        stored = {k: blob[k] for k in ("key", "num_train", "held_out", "accuracy")}
+        clf.info = ClassifierInfo(path=path, split=split, trained=False, **stored)
     except Exception as e:  # corrupt, truncated or from another version: train a new one
-        log.warning(
-            "cached classifier %s is unreadable (%s: %s); training a new one",
-            path,
-            type(e).__name__,
-            e,
-        )
+        log.warning("cached classifier %s is unreadable (%r); training a new one", path, e)
         return None
     return clf
-
-
-def _save_atomic(blob: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace is atomic
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise GanError(
-            f"could not write the classifier cache {path} ({e}). Fix: point GAN_CACHE at a "
-            f"writable folder."
-        ) from e
-
-
-def _estimate_seconds(num_images: int, max_epochs: int, accelerator: str) -> float:
-    """A rough training time: ~0.2 ms per image and epoch on an idle CPU core (measured)."""
-    gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    per_image = 2e-5 if gpu else 2e-4  # 2 threads gain little on 28x28 batches of 128
-    return num_images * max_epochs * per_image
 
 
 def load_or_train(
@@ -395,23 +297,19 @@ def load_or_train(
             return freeze(cached)
 
     n = len(train[0])
-    estimate = _estimate_seconds(n, max_epochs, accelerator)
-    log.info(
-        "no cached classifier for %s (split=%s, %d training images); training one "
-        "(about %.0f s) -> %s",
-        root,
-        split,
-        n,
-        estimate,
-        path,
-    )
+    gpu = accelerator != "cpu" and torch.cuda.is_available()
+    estimate = n * max_epochs * (2e-5 if gpu else 2e-4)  # s per image and epoch, measured
+    msg = "no cached classifier for %s (split=%s, %d images): training one (~%.0f s) -> %s"
+    log.info(msg, root, split, n, estimate, path)
     start = time.perf_counter()
     cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):  # seeded, and the caller's RNG streams untouched
         torch.manual_seed(seed)
         module = ClassifierModule(lr=lr)
-        dm = _TensorsDataModule(
-            train, held_out, batch_size=min(batch_size, n), seed=seed, val_batch_size=1000
+        # The held-out set is both the validation and the test set: nothing is tuned on it.
+        b = min(batch_size, n)  # a data set smaller than one batch still trains
+        dm = MNISTDataModule.from_tensors(
+            train, held_out, batch_size=b, seed=seed, val_batch_size=1000, value_range="sigmoid"
         )
         trainer = L.Trainer(
             accelerator=accelerator,
@@ -429,33 +327,20 @@ def load_or_train(
     accuracy = float(result[0]["test/acc"])
 
     clf = module.net.cpu()
-    blob = {
-        "state_dict": clf.state_dict(),
-        "feature_dim": clf.feature_dim,
-        "arch": ARCH,
-        "key": key,
-        "split": split,
-        "num_train": n,
-        "held_out": held_name,
-        "accuracy": accuracy,
-        "max_epochs": max_epochs,
-        "seconds": seconds,
-    }
-    _save_atomic(blob, path)
-    clf.info = ClassifierInfo(
-        key, path, split, n, held_name, accuracy, trained=True, seconds=seconds
-    )
-    log.info(
-        "classifier trained in %.0f s: accuracy %.4f on %s; saved to %s",
-        seconds,
-        accuracy,
-        held_name,
-        path,
-    )
+    blob = dict(state_dict=clf.state_dict(), feature_dim=clf.feature_dim, arch=ARCH, key=key)
+    blob |= dict(split=split, num_train=n, held_out=held_name, accuracy=accuracy)
+    blob |= dict(max_epochs=max_epochs, seconds=seconds)
+    try:  # atomic: readers, a sweep's other jobs among them, never see half a file
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
+    except OSError as e:
+        raise GanError(
+            f"could not write the classifier cache {path} ({e}). Fix: point GAN_CACHE at a "
+            f"writable folder."
+        ) from e
+    clf.info = ClassifierInfo(key, path, split, n, held_name, accuracy, True, seconds)
+    msg = "classifier trained in %.0f s: accuracy %.4f on %s; saved to %s"
+    log.info(msg, seconds, accuracy, held_name, path)
     return freeze(clf)
-
-
-# ---- command line -----------------------------------------------------------------------
 
 
 @dataclass
@@ -487,18 +372,9 @@ register()
 
 def run(cfg: DictConfig | ClassifierConfig) -> MNISTClassifier:
     """What `python -m gan.classifier` does: load or train, then print accuracy and path."""
-    clf = load_or_train(
-        cfg.data.root,
-        split=cfg.data.split,
-        download=cfg.data.download,
-        max_epochs=cfg.max_epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        retrain=cfg.retrain,
-        accelerator=cfg.accelerator,
-        progress_bar=cfg.progress_bar,
-    )
+    keys = ("max_epochs", "batch_size", "lr", "seed", "retrain", "accelerator", "progress_bar")
+    data = cfg.data
+    clf = load_or_train(data.root, data.split, data.download, **{k: getattr(cfg, k) for k in keys})
     info = clf.info
     assert info is not None
     source = f"trained in {info.seconds:.0f} s" if info.trained else "from the cache"

@@ -215,17 +215,8 @@ class PathsConfig:
 
 
 @dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    label_smoothing: LabelSmoothingConfig = field(default_factory=LabelSmoothingConfig)
-    step_ratio: StepRatioConfig = field(default_factory=StepRatioConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    ema: EmaConfig = field(default_factory=EmaConfig)
-    guard: GuardConfig = field(default_factory=GuardConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    perf: PerfConfig = field(default_factory=PerfConfig)
+class TrainConfig(ModuleConfig):
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # on, on the data's split
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> {_target_: ..., ...}

@@ -6,7 +6,9 @@
   iterations), and on SIGTERM or SIGINT a checkpoint at the next iteration boundary,
   then a clean exit. Resume with `ckpt_path=<run>/checkpoints/last.ckpt`.
 - `RngState` (always on): the one owner of the RNG states in checkpoints, saved with
-  every checkpoint and restored where the resumed run continues, for bit-exact resume.
+  every checkpoint and restored right before the first training batch after a load.
+  Together with data loaders that draw from their own generators, a resume is bit-exact
+  from every save position.
 
 Non-finite losses and weights are caught by `gan.health.NanGuard`.
 
@@ -53,10 +55,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if "://" in str(path) and not str(path).startswith("file://"):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores
+
         # A failed save (disk full, an exception, Ctrl+C) leaves the old file as it was and
         # no temp file. A SIGKILL cannot clean up: its `.<name>.tmp` stays, is never read,
         # and the next save overwrites it.
-        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), durable=True)
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+
+        atomic_write(path, write, durable=True)
 
 
 class Interrupted(SystemExit):
@@ -86,15 +93,19 @@ def set_rng_states(state: dict[str, Any]) -> None:
 
 
 class RngState(L.Callback):
-    """The RNG states in checkpoints (`gan_rng`): saved with each, restored on resume.
+    """Exact resume: the RNG states go into every checkpoint and come back on resume.
 
-    Noise, label flips, dropout and the penalty's mixing draw from the global RNGs, so a
-    resumed run is bit-exact only if they continue where the saved run was.
+    Saved as `checkpoint["gan_rng"]`; restored once, right before the first training batch
+    after a load. The global RNGs (noise, label flips, dropout) are drawn only by training
+    steps: the data loaders have generators of their own, and the metrics and image
+    callbacks use seeded generators. So between any save and the next training batch the
+    uninterrupted run draws nothing, while the resumed run draws while it builds and
+    restores the model: restoring right before that batch puts both in the same state,
+    whichever point of the loop the checkpoint was written at.
     """
 
     def __init__(self) -> None:
-        self._rng: dict[str, Any] | None = None  # RNG states of the checkpoint resumed from
-        self._rng_at_epoch_start = False  # that checkpoint ended an epoch
+        self._loaded: dict[str, Any] | None = None
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
@@ -104,37 +115,23 @@ class RngState(L.Callback):
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        self._rng = checkpoint.get("gan_rng")
-        progress = checkpoint.get("loops", {}).get("fit_loop", {})
-        progress = progress.get("epoch_loop.batch_progress", {})
-        self._rng_at_epoch_start = bool(progress.get("is_last_batch", False))
-
-    # Exact resume: the RNGs go back to their saved states at the point of the loop that
-    # matches where the checkpoint was written, not at `on_train_start`: a new DataLoader
-    # iterator draws its base seed from the global torch RNG (two 32-bit words). The
-    # uninterrupted run drew it at its epoch's start, before a mid-epoch save and after an
-    # end-of-epoch save. So: mid-epoch, restore right before the next step (after the
-    # resumed run's iterator is made); at an epoch's end, before the next epoch starts.
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._rng_at_epoch_start:
-            self._restore_rng()
+        self._loaded = checkpoint.get("gan_rng")
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        self._restore_rng()
-
-    def _restore_rng(self) -> None:
-        if self._rng is not None:
-            set_rng_states(self._rng)
-        self._rng, self._rng_at_epoch_start = None, False
+        if self._loaded is not None:
+            set_rng_states(self._loaded)
+            self._loaded = None
 
 
 class Checkpointing(L.Callback):
-    """Mid-epoch `last.ckpt` every N iterations, and a save-then-exit on SIGTERM/SIGINT.
+    """`last.ckpt` every N iterations, and a save-then-exit on SIGTERM/SIGINT.
 
     Saves happen only between iterations (after G's last update), so a checkpoint never
-    holds half a D:G schedule. A second Ctrl+C during the wait stops at once.
+    holds half a D:G schedule. A save that falls on an epoch's last batch waits until the
+    epoch's end (`on_train_epoch_end`, after that epoch's validation), where
+    ModelCheckpoint saves too. A second Ctrl+C during the wait stops at once.
     """
 
     def __init__(self, every_n_iterations: int = 200, on_signals: bool = True) -> None:
@@ -142,13 +139,16 @@ class Checkpointing(L.Callback):
         self.on_signals = on_signals
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._at_epoch_end = False  # a save is due once the epoch is over
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl+C: stop now
         self.signal = signum
         log.warning(
-            "received %s: saving a checkpoint after this iteration", signal.Signals(signum).name
+            "received %s: saving a checkpoint after this iteration (at an epoch's last "
+            "iteration: after that epoch's validation)",
+            signal.Signals(signum).name,
         )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -166,6 +166,34 @@ class Checkpointing(L.Callback):
             return
         if trainer.fast_dev_run:
             return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # Lightning counts a checkpoint written here as a finished epoch: a resume would
+            # skip this epoch's validation (its scores, images, best checkpoint) and its
+            # epoch-end hooks, and the RNG would miss what they draw. Saved at the epoch's
+            # end instead, where a resume starts the next epoch as usual.
+            self._at_epoch_end = True
+            return
+        self._save(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Also a signal that came during the epoch's validation: saved here, not one
+        # iteration into the next epoch.
+        if not self._at_epoch_end and self.signal is None:
+            return
+        self._at_epoch_end = False
+        if trainer.fast_dev_run:
+            return
+        if self.signal is not None:
+            # The exit below skips the epoch-end hooks of the callbacks that run after this
+            # one, ModelCheckpoint's among them: let it keep this epoch's best checkpoint
+            # first (it saves at most once per step).
+            for cb in trainer.checkpoint_callbacks:
+                if isinstance(cb, ModelCheckpoint):
+                    cb.on_train_epoch_end(trainer, pl_module)
+        self._save(trainer, pl_module)
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        iteration = pl_module.iteration
         path = checkpoint_dir(trainer) / "last.ckpt"
         _share_last(trainer, path)
         trainer.save_checkpoint(path, weights_only=False)

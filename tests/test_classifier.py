@@ -21,8 +21,8 @@ from torch import nn
 
 import gan.classifier as C
 from gan.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
-from gan.data import load_mnist_split
 from gan.errors import GanError
+from gan.mnist import load_mnist_split
 from tests.conftest import SHARED_MNIST
 from tests.mnist_files import write_tiny_mnist
 

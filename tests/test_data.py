@@ -14,9 +14,10 @@ import torch
 import torchvision
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.data import MNISTDataModule, load_mnist_split
+from gan.data import MNISTDataModule
 from gan.errors import GanError
-from tests.mnist_files import write_tiny_mnist
+from gan.mnist import has_split, load_mnist_split, missing_files
+from tests.mnist_files import tiny_images, write_tiny_mnist
 
 SHARED = Path("/work/shared/mnist")
 
@@ -95,6 +96,33 @@ def test_real_test_split_read_only(tmp_path):
     assert _listing(SHARED) == before
 
 
+def test_missing_files_and_has_split(tmp_path):
+    assert missing_files(tmp_path, "test") == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    write_tiny_mnist(tmp_path, "test", n=10, gz=True)  # archives count as present
+    assert has_split(tmp_path, "test") and not has_split(tmp_path, "all")
+    assert missing_files(tmp_path, "all") == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    with pytest.raises(GanError, match="data.split"):
+        missing_files(tmp_path, "val")
+
+
+def test_from_tensors_serves_them_without_disk(tmp_path):
+    x = tiny_images(30)  # (30, 28, 28) uint8
+    y = torch.arange(30) % 10
+    dm = MNISTDataModule.from_tensors(
+        (x[:20], y[:20]), (x[20:], y[20:]), root=str(tmp_path / "none"), batch_size=5
+    )
+    dm.prepare_data()  # nothing to download, and no GanError for the missing files
+    dm.setup("fit")
+    assert (dm.num_train, dm.num_val) == (20, 10)
+    loader = dm.train_dataloader()
+    served = torch.cat([b for b, _ in loader])[:, 0]  # (20, 28, 28): x[:20] in epoch 0's order
+    assert torch.equal(served[loader.sampler.permutation(0).argsort()], x[:20])
+    for loader in (dm.val_dataloader(), dm.test_dataloader()):
+        images, labels = zip(*loader, strict=True)
+        assert torch.equal(torch.cat(images)[:, 0], x[20:])
+        assert torch.equal(torch.cat(labels), y[20:])
+
+
 # ---- batches ---------------------------------------------------------------------------
 
 
@@ -163,6 +191,20 @@ def test_epoch_orders(tmp_path):
     seed1 = _dm(tmp_path, seed=1).train_dataloader()
     seed1.sampler.set_epoch(1)
     assert not all(torch.equal(p, q) for p, q in zip(e1, _epoch(seed1), strict=True))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loaders_leave_the_global_rng_alone(tmp_path, num_workers):
+    # Exact resume needs it: an iterator that drew a worker seed from the global RNG shifted
+    # every later random number of a resumed run.
+    write_tiny_mnist(tmp_path, n=64)
+    dm = _dm(tmp_path, num_workers=num_workers)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    for _ in range(2):  # two epochs: each iter() draws its seed anew
+        assert len(_epoch(dm.train_dataloader())) == 7 and len(_epoch(dm.val_dataloader())) == 1
+        dm.train_dataloader().sampler.set_epoch(1)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 # ---- resume ----------------------------------------------------------------------------
@@ -300,6 +342,20 @@ def test_download_path_goes_through_torchvision(tmp_path, monkeypatch):
     dm.prepare_data()
     dm.setup("fit")
     assert (dm.num_train, dm.num_val) == (25, 5)
+
+
+def test_download_of_all_fetches_only_the_missing_split(tmp_path, monkeypatch):
+    write_tiny_mnist(tmp_path, "train", n=30)
+    asked = []
+
+    def fake_download(self):  # torchvision's download starts with the same check
+        if not self._check_exists():
+            asked.extend(name for name, _ in self.resources)
+            write_tiny_mnist(tmp_path, "test", n=30)
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fake_download)
+    MNISTDataModule(root=str(tmp_path), split="all", download=True).prepare_data()
+    assert asked == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_gz_with_wrong_md5(tmp_path):

@@ -10,9 +10,11 @@ the two in step). Print the doc's table from real runs with:
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -38,7 +40,7 @@ import gan.sample
 import gan.train
 from gan.config import register, to_dict
 from gan.errors import GanError
-from gan.faults import AtomicCheckpointIO, CheckOutputDir, check_resume_checkpoint
+from gan.faults import AtomicCheckpointIO, CheckOutputDir, Interrupted, check_resume_checkpoint
 from gan.files import check_writable, checkpoint_dir
 from gan.train import train
 from tests.conftest import CONF, TINY
@@ -468,20 +470,67 @@ def train_cli(data: Path, run: Path, *extra: str) -> subprocess.CompletedProcess
     )
 
 
-def start_paused(data: Path, run: Path, at: int) -> tuple[subprocess.Popen, Path]:
-    """Start a run that pauses after iteration `at`; returns it once it is paused there."""
+class PauseIn(L.Callback):
+    """Test helper: pause in `hook` at iteration `at`, like LAUNCHER does in the step.
+
+    `hook`: `on_validation_start` (the epoch's validation is about to run) or
+    `on_train_epoch_end` (after the epoch-end hooks of the callbacks before this one,
+    `Checkpointing` among them; before ModelCheckpoint's). Writes $GAN_TEST_PAUSE_FLAG
+    once paused; the pause ends when a signal handler has run (SIGTERM) or never (SIGKILL).
+    """
+
+    def __init__(self, hook: str, at: int) -> None:
+        assert hook in ("on_validation_start", "on_train_epoch_end"), hook
+        self.hook, self.at = hook, at
+
+    def _pause(self, hook: str, trainer: L.Trainer, pl_module: Any) -> None:
+        if hook != self.hook or trainer.sanity_checking or pl_module.iteration != self.at:
+            return
+        Path(os.environ["GAN_TEST_PAUSE_FLAG"]).write_text(str(self.at))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any(
+            getattr(cb, "signal", None) for cb in trainer.callbacks
+        ):
+            time.sleep(0.01)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._pause("on_validation_start", trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._pause("on_train_epoch_end", trainer, pl_module)
+
+
+def start_paused(
+    data: Path, run: Path, at: int, *extra: str, hook: str = "step"
+) -> tuple[subprocess.Popen, Path]:
+    """Start a run that pauses at iteration `at`; returns it once it is paused there.
+
+    `hook="step"`: right after that iteration's updates (LAUNCHER); else in that hook of
+    the iteration (`PauseIn`). `extra` overrides RUN_ARGS.
+    """
     run.mkdir(parents=True)
     flag, out = run.parent / f"{run.name}.paused", run.parent / f"{run.name}.out"
-    env = cli_env(GAN_TEST_PAUSE_AT=str(at), GAN_TEST_PAUSE_FLAG=str(flag))
+    env = cli_env(
+        GAN_TEST_PAUSE_AT=str(at if hook == "step" else -1), GAN_TEST_PAUSE_FLAG=str(flag)
+    )
+    if hook != "step":
+        extra = (
+            *extra,
+            "+callbacks.pause._target_=tests.test_faults.PauseIn",
+            f"+callbacks.pause.hook={hook}",
+            f"+callbacks.pause.at={at}",
+        )
+    own = {_key(a) for a in extra}
     with out.open("w") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 LAUNCHER,
-                *RUN_ARGS,
+                *[a for a in RUN_ARGS if _key(a) not in own],
                 f"data.root={data}",
                 f"hydra.run.dir={run}",
+                *extra,
             ],
             cwd=ROOT,
             env=env,
@@ -519,6 +568,29 @@ def assert_same_training_state(a: Path, b: Path) -> None:
         for p, state in oa["state"].items():
             for key, value in state.items():
                 assert torch.equal(value, ob["state"][p][key]), f"optimizer {i} {p}.{key} differs"
+
+
+def val_fid_epochs(run: Path) -> list[int]:
+    """The epochs with a `val/fid` row in the run's metrics.csv (the last process's rows)."""
+    with (run / "csv" / "metrics.csv").open() as f:
+        return [int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/fid")]
+
+
+def assert_every_epoch_validated(run: Path, epochs: int, resumed_from: int | None = None) -> None:
+    """No epoch's validation or epoch-end hooks were skipped by a kill and a resume.
+
+    Every epoch has its images (made at the epoch's end, after its validation). With
+    `resumed_from` (the iteration of the checkpoint resumed from; metrics on), the resumed
+    process logged `val/fid` for every epoch it finished: the one it resumed into on.
+    """
+    for epoch in range(epochs):
+        for name in (f"real_vs_fake_epoch{epoch:03d}.png", f"interpolation_epoch{epoch:03d}.png"):
+            assert (run / "images" / name).is_file(), f"epoch {epoch}: no {name}"
+    if resumed_from is not None:
+        first = resumed_from // PER_EPOCH  # an epoch-end checkpoint resumes into the next one
+        assert val_fid_epochs(run) == list(range(first, epochs)), (
+            f"resumed from iteration {resumed_from}: val/fid rows {val_fid_epochs(run)}"
+        )
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -572,6 +644,15 @@ def run_a(kill_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def run_a_no_metrics(kill_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted reference run with metrics.enabled=false."""
+    run = tmp_path_factory.mktemp("reference") / "a-no-metrics"
+    res = train_cli(kill_data, run, "metrics.enabled=false")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return run
+
+
 def params(cases: list[Case]) -> list[Any]:
     """Cases as pytest params, named after what they try."""
     return [pytest.param(case, id=case_id(case)) for case in cases]
@@ -622,6 +703,144 @@ def test_sigterm_saves_at_the_next_iteration_and_exits_143(
     assert_same_training_state(run_a / "checkpoints" / "last.ckpt", last)
 
 
+def kill_and_resume(
+    data: Path, run_b: Path, hook: str, at: int, *extra: str, sig: int = signal.SIGKILL
+) -> int:
+    """Pause run_b at (hook, at), send `sig`, resume it in its folder; the iteration saved.
+
+    SIGKILL: the process dies there. SIGTERM: it must save and exit with 128 + 15.
+    """
+    proc, out = start_paused(data, run_b, at, *extra, hook=hook)
+    proc.send_signal(sig)
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else 128 + sig
+    assert proc.wait(timeout=120) == expected, out.read_text()[-3000:]
+    last = run_b / "checkpoints" / "last.ckpt"
+    saved = load(last)["gan_iteration"]
+    res = train_cli(data, run_b, *extra, f"ckpt_path={run_b}")  # the same run folder
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not list((run_b / "checkpoints").glob("last-v*.ckpt")), "one last.ckpt only"
+    return saved
+
+
+# Where a kill can leave the last checkpoint: (hook, iteration, the iteration saved). At
+# iteration 30, an epoch's last, the periodic save waits for the epoch's end (after
+# validation): a kill before then resumes from iteration 27.
+POSITIONS = {
+    "mid-epoch-periodic-save": ("step", 41, 39),
+    "epoch-last-batch-killed-in-validation": ("on_validation_start", 30, 27),
+    "epoch-end-save-after-validation": ("on_train_epoch_end", 30, 30),
+    "the-runs-last-iteration": ("step", TOTAL, TOTAL - EVERY),
+    "the-runs-last-validation": ("on_validation_start", TOTAL, TOTAL - EVERY),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("position", list(POSITIONS))
+def test_sigkill_at_every_kind_of_save_position_resumes_bit_exact(
+    run_a: Path, kill_data: Path, tmp_path: Path, position: str
+) -> None:
+    hook, at, expected = POSITIONS[position]
+    run_b = tmp_path / "b"
+    saved = kill_and_resume(kill_data, run_b, hook, at)
+    assert_same_training_state(
+        run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt"
+    )
+    assert saved == expected
+    assert_every_epoch_validated(run_b, 3, resumed_from=saved)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "position", ["epoch-last-batch-killed-in-validation", "epoch-end-save-after-validation"]
+)
+def test_sigkill_with_metrics_off_resumes_bit_exact(
+    run_a_no_metrics: Path, kill_data: Path, tmp_path: Path, position: str
+) -> None:
+    hook, at, expected = POSITIONS[position]
+    run_b = tmp_path / "b"
+    saved = kill_and_resume(kill_data, run_b, hook, at, "metrics.enabled=false")
+    a, b = run_a_no_metrics / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt"
+    assert_same_training_state(a, b)
+    assert saved == expected
+    assert_every_epoch_validated(run_b, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hook", "at"),
+    [("step", 30), ("on_validation_start", 60)],
+    ids=["in-an-epochs-last-iteration", "during-validation"],
+)
+def test_sigterm_at_an_epochs_end_saves_after_validation(
+    run_a: Path, kill_data: Path, tmp_path: Path, hook: str, at: int
+) -> None:
+    """The save waits for the epoch's validation; the exit follows it: exit 143."""
+    run_b = tmp_path / "b"
+    proc, out = start_paused(kill_data, run_b, at, hook=hook)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, out.read_text()[-3000:]
+    text = out.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    last = run_b / "checkpoints" / "last.ckpt"
+    assert f"resume with ckpt_path={last}" in text
+    saved = load(last)["gan_iteration"]
+    epoch = at // PER_EPOCH - 1
+    with (run_b / "csv" / "metrics.csv").open() as f:
+        fid = [float(r["val/fid"]) for r in csv.DictReader(f) if r.get("val/fid")]
+    assert val_fid_epochs(run_b)[-1] == epoch, "the epoch was validated before the exit"
+    states = load(last)["callbacks"]
+    mc = next(v for k, v in states.items() if k.startswith("ModelCheckpoint"))
+    assert float(mc["current_score"]) == pytest.approx(fid[-1]), "the best-checkpoint check ran"
+
+    res = train_cli(kill_data, run_b, f"ckpt_path={last}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same_training_state(run_a / "checkpoints" / "last.ckpt", last)
+    assert saved == at  # at the epoch's end, not at the next iteration boundary
+    assert_every_epoch_validated(run_b, 3, resumed_from=saved)
+
+
+KILL_SEED = int(os.environ.get("GAN_TEST_KILL_SEED", "20251202"))
+
+
+def random_kill_positions(seed: int, trials: int) -> list[tuple[str, int]]:
+    """`trials` pause points, one drawn at random from each stretch of the run, in order.
+
+    Every point where the run can be: after any iteration's updates, and at each epoch's
+    end before and after validation.
+    """
+    points: list[tuple[str, int]] = []
+    for i in range(1, TOTAL + 1):
+        points.append(("step", i))
+        if i % PER_EPOCH == 0:
+            points += [("on_validation_start", i), ("on_train_epoch_end", i)]
+    rng = random.Random(seed)
+    size = len(points) / trials
+    return [points[int(k * size) + rng.randrange(int(size))] for k in range(trials)]
+
+
+@pytest.mark.slow
+def test_random_sigkills_all_resume_bit_exact(run_a: Path, kill_data: Path, tmp_path: Path) -> None:
+    """5 SIGKILLs at random points (GAN_TEST_KILL_SEED picks others), two at a time."""
+    positions = random_kill_positions(KILL_SEED, 5)
+
+    def trial(k: int, hook: str, at: int) -> tuple[str, int, int]:
+        run_b = tmp_path / f"b{k}"
+        saved = kill_and_resume(kill_data, run_b, hook, at)
+        return hook, at, saved
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(trial, k, hook, at) for k, (hook, at) in enumerate(positions)]
+        results = [f.result() for f in futures]
+    a = run_a / "checkpoints" / "last.ckpt"
+    for k, (hook, at, saved) in enumerate(results):
+        where = f"GAN_TEST_KILL_SEED={KILL_SEED}: killed in {hook} at {at}, saved at {saved}"
+        try:
+            assert_same_training_state(a, tmp_path / f"b{k}" / "checkpoints" / "last.ckpt")
+        except AssertionError as e:
+            raise AssertionError(f"{where}: {e}") from None
+        assert_every_epoch_validated(tmp_path / f"b{k}", 3)
+
+
 class CrashAt(L.Callback):
     """Test helper: raise before iteration `at` runs, as a crash would (once per instance)."""
 
@@ -661,6 +880,151 @@ def test_crash_and_resume_in_process_is_bit_exact(
         b.ckpt_path = str(last)
     train(b)
     assert_same_training_state(tmp_path / "a" / "checkpoints" / "last.ckpt", last)
+
+
+class CrashIn(L.Callback):
+    """Test helper: raise in `hook` at iteration `at` (once), as a crash there would.
+
+    `hook`: `on_validation_start` or `on_train_epoch_end` (after `Checkpointing`'s).
+    """
+
+    def __init__(self, hook: str, at: int) -> None:
+        self.hook, self.at, self.done = hook, at, False
+
+    def _crash(self, hook: str, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.done or hook != self.hook or trainer.sanity_checking:
+            return
+        if pl_module.iteration == self.at:
+            self.done = True
+            raise RuntimeError(f"crash in {hook} at iteration {self.at}")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._crash("on_validation_start", trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._crash("on_train_epoch_end", trainer, pl_module)
+
+
+class SigtermAt(L.Callback):
+    """Test helper: SIGTERM to this process right before iteration `at` runs (once)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.done = at, False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        if not self.done and pl_module.iteration + 1 == self.at:
+            self.done = True
+            os.kill(os.getpid(), signal.SIGTERM)  # Checkpointing's handler: save, then exit
+
+
+FAST_ARGS = (
+    "model=mlp",
+    "ema.enabled=true",
+    f"callbacks.checkpointing.every_n_iterations={EVERY}",
+)  # conftest's tiny data: 6 iterations per epoch, so every epoch's last one is a save's
+
+
+@pytest.fixture
+def fast_reference(
+    make_cfg: Callable[..., DictConfig], tiny_root: Path, tmp_path: Path
+) -> Callable[..., Path]:
+    """`reference(*extra)`: last.ckpt of an uninterrupted 2-epoch run with those overrides."""
+    warm_classifier(tiny_root)
+
+    def reference(*extra: str) -> Path:
+        a = make_cfg(*FAST_ARGS, "trainer.max_epochs=2", *extra)
+        a.paths.output_dir = str(tmp_path / "a")
+        train(a)
+        return tmp_path / "a" / "checkpoints" / "last.ckpt"
+
+    return reference
+
+
+@pytest.mark.parametrize(
+    ("hook", "expected"),
+    [("on_validation_start", 3), ("on_train_epoch_end", 6)],
+    ids=["killed-in-validation-after-the-epochs-last-batch", "after-the-epoch-end-save"],
+)
+def test_crash_at_an_epochs_end_and_resume_in_process_is_bit_exact(
+    make_cfg: Callable[..., DictConfig],
+    fast_reference: Callable[..., Path],
+    tmp_path: Path,
+    hook: str,
+    expected: int,
+) -> None:
+    """Iteration 6 ends epoch 0 and is a periodic save's: that save waits for validation."""
+    a = fast_reference()
+    b = make_cfg(*FAST_ARGS, "trainer.max_epochs=2")
+    b.paths.output_dir = str(tmp_path / "b")
+    with open_dict(b):
+        b.callbacks.crash = {"_target_": "tests.test_faults.CrashIn", "hook": hook, "at": 6}
+    with pytest.raises(RuntimeError, match="crash in"):
+        train(b)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    saved = load(last)["gan_iteration"]
+    with open_dict(b):
+        del b.callbacks.crash
+        b.ckpt_path = str(last)
+    train(b)
+    assert_same_training_state(a, last)
+    assert saved == expected
+    first = saved // 6  # the epoch the resumed run starts in
+    assert val_fid_epochs(tmp_path / "b") == list(range(first, 2)), "an epoch went unvalidated"
+
+
+def test_sigterm_in_an_epochs_last_iteration_in_process_saves_after_validation(
+    make_cfg: Callable[..., DictConfig], fast_reference: Callable[..., Path], tmp_path: Path
+) -> None:
+    a = fast_reference()
+    b = make_cfg(*FAST_ARGS, "trainer.max_epochs=2")
+    b.paths.output_dir = str(tmp_path / "b")
+    with open_dict(b):
+        b.callbacks.sigterm = {"_target_": "tests.test_faults.SigtermAt", "at": 6}
+    with pytest.raises(Interrupted) as exit_:
+        train(b)
+    assert exit_.value.code == 128 + signal.SIGTERM
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    saved = load(last)["gan_iteration"]
+    assert val_fid_epochs(tmp_path / "b") == [0], "epoch 0 was validated before the exit"
+    with open_dict(b):
+        del b.callbacks.sigterm
+        b.ckpt_path = str(last)
+    train(b)
+    assert_same_training_state(a, last)
+    assert saved == 6
+    assert val_fid_epochs(tmp_path / "b") == [1]
+
+
+@pytest.mark.parametrize("metrics", ["true", "false"], ids=["metrics-on", "metrics-off"])
+def test_a_finished_run_continued_for_more_epochs_is_bit_exact(
+    make_cfg: Callable[..., DictConfig],
+    fast_reference: Callable[..., Path],
+    tmp_path: Path,
+    metrics: str,
+) -> None:
+    """No kill: 1 epoch whose last.ckpt is Checkpointing's alone, then 1 more via ckpt_path.
+
+    The run ends on a periodic save at the epoch's last batch; without ModelCheckpoint
+    nothing overwrites it, so the second epoch starts from exactly that checkpoint.
+    """
+    only_ours = (
+        f"metrics.enabled={metrics}",
+        "callbacks.model_checkpoint=null",
+        "trainer.enable_checkpointing=false",
+    )
+    a = fast_reference(*only_ours)
+    b = make_cfg(*FAST_ARGS, "trainer.max_epochs=1", *only_ours)
+    b.paths.output_dir = str(tmp_path / "b")
+    train(b)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    assert load(last)["gan_iteration"] == 6
+    c = make_cfg(*FAST_ARGS, "trainer.max_epochs=2", *only_ours, f"ckpt_path={tmp_path / 'b'}")
+    train(c)  # continues in run folder b
+    assert_same_training_state(a, last)
+    for epoch in (0, 1):
+        assert (tmp_path / "b" / "images" / f"real_vs_fake_epoch{epoch:03d}.png").is_file()
+    if metrics == "true":
+        assert val_fid_epochs(tmp_path / "b") == [1]
 
 
 # ---- 2. a kill during a checkpoint save -----------------------------------------------------

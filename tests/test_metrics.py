@@ -22,8 +22,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
 from gan.classifier import MNISTClassifier, freeze
-from gan.data import load_mnist_split
 from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, to_unit_range
+from gan.mnist import load_mnist_split
 from tests.conftest import SHARED_MNIST
 from tests.test_classifier import HAS_SHARED, real_classifier
 
