@@ -1,12 +1,14 @@
 """Network architectures: one module per family, each exporting `Generator` and `Discriminator`.
 
-Interface (the LightningModule relies on it):
+The interface, stated once in `BaseGenerator` and `BaseDiscriminator` below (the
+LightningModule relies on it):
 
 - `Generator(latent_dim: int = 100, **kwargs)`; class attributes `img_size` (28 or 64) and
   `output` ("tanh" -> images in (-1, 1), "sigmoid" -> images in (0, 1)); stores
   `self.latent_dim`. `forward(z)`: (B, latent_dim) -> (B, 1, img_size, img_size).
-- `Discriminator(**kwargs)`; class attribute `img_size`. `forward(x)`:
-  (B, 1, img_size, img_size) -> raw logits (B,), no sigmoid (the loss applies it).
+- `Discriminator(**kwargs)`; class attributes `img_size` and `family`; its `net` scores
+  images, and `forward(x)`: (B, 1, img_size, img_size) -> raw logits (B,), no sigmoid
+  (the loss applies it).
 
 Every family-specific kwarg has a default, so `Generator()` / `Discriminator()` build the
 tutorial's network. Bad arguments and wrongly sized images raise `GanError`.
@@ -107,3 +109,32 @@ def check_nets(model_cfg: Any, generator: nn.Module, discriminator: nn.Module) -
             f"model.output={model_cfg.output} but the generator ends in {generator.output}; "
             f"set model.output={generator.output}."
         )
+
+
+class BaseGenerator(nn.Module):
+    """G's interface: `forward(z)` (B, latent_dim) -> (B, 1, img_size, img_size), in the range
+    of `output`. Subclasses call `super().__init__(latent_dim)`, which checks it."""
+
+    img_size: int = 28
+    output: str = "tanh"
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        check_latent_dim(latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        # The conv generators' default: z as a (B, latent_dim, 1, 1) map into `self.net`.
+        return self.net(z.view(z.size(0), -1, 1, 1))
+
+
+class BaseDiscriminator(nn.Module):
+    """D's interface: `self.net` maps (B, 1, img_size, img_size) images to one value each;
+    `forward` checks the images and returns raw logits (B,) (no sigmoid: the loss has it)."""
+
+    img_size: int = 28
+    family: str = ""  # the `model` option, named in errors
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x, self.img_size, self.family)
+        return self.net(x).view(-1)  # (B,) logits

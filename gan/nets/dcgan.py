@@ -6,22 +6,17 @@ G: z (B, latent, 1, 1) -> 7x7 -> 14x14 -> 28x28, tanh.
 D: 28x28 -> 14x14 -> 7x7 -> logit.
 """
 
-from torch import Tensor, nn
+from torch import nn
 
-from gan.nets import check_images, check_latent_dim, check_positive, init_dcgan_weights
+from gan.nets import BaseDiscriminator, BaseGenerator, check_positive, init_dcgan_weights
 
 NAME = "dcgan"
 
 
-class Generator(nn.Module):
-    img_size: int = 28
-    output: str = "tanh"
-
+class Generator(BaseGenerator):
     def __init__(self, latent_dim: int = 100, base_channels: int = 64) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
+        super().__init__(latent_dim)
         check_positive(NAME, "base_channels", base_channels)
-        self.latent_dim = latent_dim
         ch = base_channels
         self.net = nn.Sequential(
             # bias=False: the BatchNorm that follows has its own shift
@@ -36,12 +31,9 @@ class Generator(nn.Module):
         )
         init_dcgan_weights(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.view(z.size(0), -1, 1, 1))  # (B, 1, 28, 28)
 
-
-class Discriminator(nn.Module):
-    img_size: int = 28
+class Discriminator(BaseDiscriminator):
+    family = NAME
 
     def __init__(self, base_channels: int = 64) -> None:
         super().__init__()
@@ -56,7 +48,3 @@ class Discriminator(nn.Module):
             nn.Conv2d(2 * ch, 1, 7, 1, 0),  # (B, 1, 1, 1)
         )
         init_dcgan_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, NAME)
-        return self.net(x).view(-1)  # (B,) logits

@@ -5,9 +5,9 @@ D: 64x64 -> 32x32 -> 16x16 -> 8x8 -> 4x4 -> logit.
 Widths are multiples of `base_channels` (128 gives the paper's 1024-512-256-128).
 """
 
-from torch import Tensor, nn
+from torch import nn
 
-from gan.nets import check_images, check_latent_dim, check_positive, init_dcgan_weights
+from gan.nets import BaseDiscriminator, BaseGenerator, check_positive, init_dcgan_weights
 
 NAME = "dcgan64"
 
@@ -30,15 +30,12 @@ def _down(c_in: int, c_out: int, bn: bool = True) -> list[nn.Module]:
     return layers
 
 
-class Generator(nn.Module):
+class Generator(BaseGenerator):
     img_size: int = 64
-    output: str = "tanh"
 
     def __init__(self, latent_dim: int = 100, base_channels: int = 128) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
+        super().__init__(latent_dim)
         check_positive(NAME, "base_channels", base_channels)
-        self.latent_dim = latent_dim
         ch = base_channels
         self.net = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 8 * ch, 4, 1, 0, bias=False),  # (B, 8ch, 4, 4)
@@ -52,11 +49,9 @@ class Generator(nn.Module):
         )
         init_dcgan_weights(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.view(z.size(0), -1, 1, 1))  # (B, 1, 64, 64)
 
-
-class Discriminator(nn.Module):
+class Discriminator(BaseDiscriminator):
+    family = NAME
     img_size: int = 64
 
     def __init__(self, base_channels: int = 128) -> None:
@@ -71,7 +66,3 @@ class Discriminator(nn.Module):
             nn.Conv2d(8 * ch, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
         )
         init_dcgan_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, NAME)
-        return self.net(x).view(-1)  # (B,) logits

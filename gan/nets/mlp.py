@@ -7,25 +7,20 @@ Glorot-uniform weights and zero biases, TensorFlow's defaults for dense layers.
 
 from torch import Tensor, nn
 
-from gan.nets import check_images, check_latent_dim, check_positive, init_xavier_weights
+from gan.nets import BaseDiscriminator, BaseGenerator, check_positive, init_xavier_weights
 
 NAME = "mlp"
 
 
-class Generator(nn.Module):
-    img_size: int = 28
-    output: str = "tanh"
-
+class Generator(BaseGenerator):
     def __init__(
         self,
         latent_dim: int = 100,
         hidden: int = 128,  # the tutorial's single hidden layer width
         negative_slope: float = 0.01,  # the tutorial's LeakyReLU slope (TF's default is 0.2)
     ) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
+        super().__init__(latent_dim)
         check_positive(NAME, "hidden", hidden)
-        self.latent_dim = latent_dim
         self.net = nn.Sequential(
             nn.Linear(latent_dim, hidden),  # (B, hidden)
             nn.LeakyReLU(negative_slope),
@@ -38,8 +33,8 @@ class Generator(nn.Module):
         return self.net(z).view(-1, 1, self.img_size, self.img_size)  # (B, 1, 28, 28)
 
 
-class Discriminator(nn.Module):
-    img_size: int = 28
+class Discriminator(BaseDiscriminator):
+    family = NAME
 
     def __init__(self, hidden: int = 128, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -51,7 +46,3 @@ class Discriminator(nn.Module):
             nn.Linear(hidden, 1),  # (B, 1)
         )
         init_xavier_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, NAME)
-        return self.net(x).view(-1)  # (B,) logits

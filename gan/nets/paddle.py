@@ -12,26 +12,21 @@ weights and zero biases (Fluid's defaults).
 
 from torch import Tensor, nn
 
-from gan.nets import check_images, check_latent_dim, check_positive, init_xavier_weights
+from gan.nets import BaseDiscriminator, BaseGenerator, check_positive, init_xavier_weights
 
 NAME = "paddle"
 
 
-class Generator(nn.Module):
-    img_size: int = 28
-    output: str = "tanh"
-
+class Generator(BaseGenerator):
     def __init__(
         self,
         latent_dim: int = 100,
         base_channels: int = 64,
         hidden: int = 2048,  # the book's first fc width (gfc_dim)
     ) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
+        super().__init__(latent_dim)
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
-        self.latent_dim = latent_dim
         ch = base_channels
         self.fc = nn.Sequential(
             nn.Linear(latent_dim, hidden, bias=False),  # (B, hidden); bias=False: BN follows
@@ -56,8 +51,8 @@ class Generator(nn.Module):
         return self.conv(self.fc(z))  # (B, 1, 28, 28)
 
 
-class Discriminator(nn.Module):
-    img_size: int = 28
+class Discriminator(BaseDiscriminator):
+    family = NAME
 
     def __init__(
         self,
@@ -85,7 +80,3 @@ class Discriminator(nn.Module):
             nn.Linear(hidden, 1),  # (B, 1)
         )
         init_xavier_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, NAME)
-        return self.net(x).view(-1)  # (B,) logits

@@ -11,9 +11,9 @@ The generator's images lie in (0, 1) (sigmoid), as in the tutorial.
 from torch import Tensor, nn
 
 from gan.nets import (
+    BaseDiscriminator,
+    BaseGenerator,
     check_dropout,
-    check_images,
-    check_latent_dim,
     check_positive,
     init_xavier_weights,
 )
@@ -30,8 +30,7 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     ]
 
 
-class Generator(nn.Module):
-    img_size: int = 28
+class Generator(BaseGenerator):
     output: str = "sigmoid"
 
     def __init__(
@@ -40,11 +39,9 @@ class Generator(nn.Module):
         base_channels: int = 32,  # narrowest width; 32 gives the tutorial's 256-128-64-32
         dropout: float = 0.4,  # the tutorial's value
     ) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
+        super().__init__(latent_dim)
         check_positive(NAME, "base_channels", base_channels)
         check_dropout(NAME, dropout)
-        self.latent_dim = latent_dim
         ch = base_channels
         self.net = nn.Sequential(
             nn.Linear(latent_dim, 8 * ch * 7 * 7, bias=False),  # (B, 8ch*7*7)
@@ -67,8 +64,8 @@ class Generator(nn.Module):
         return self.net(z)  # (B, 1, 28, 28) in (0, 1)
 
 
-class Discriminator(nn.Module):
-    img_size: int = 28
+class Discriminator(BaseDiscriminator):
+    family = NAME
 
     def __init__(
         self,
@@ -92,7 +89,3 @@ class Discriminator(nn.Module):
             nn.Linear(8 * ch * 4 * 4, 1),  # (B, 1)
         )
         init_xavier_weights(self)  # Keras' glorot_uniform
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, NAME)
-        return self.net(x).view(-1)  # (B,) logits
