@@ -7,7 +7,7 @@
     python -m gan.sample ckpt=last.ckpt interpolate=true n=8 steps=12 spherical=true
 
 Options (key=value, Hydra style; an unknown key is an error):
-    ckpt         a checkpoint written by `python -m gan.train` (required)
+    ckpt         a checkpoint written by `python -m gan.train`, or its run folder (required)
     n            images to draw, or walks with interpolate=true (64)
     out          where to write (samples.png; samples/ for format=png, samples.pt for format=pt)
     format       grid: one PNG grid | png: one PNG per image in the folder `out` |
@@ -39,7 +39,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan.errors import GanError, first_line, read_checkpoint
-from gan.files import check_writable
+from gan.files import check_writable, resolve_checkpoint
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -130,14 +130,16 @@ def check_out(out: Path, fmt: str) -> None:
 # ---- the checkpoint --------------------------------------------------------------------
 
 
-def check_ckpt(path: Path) -> None:
-    """GanError unless `path` is an existing file."""
+def check_ckpt(path: Path) -> Path:
+    """The checkpoint file `path` names (a run folder: its last.ckpt); GanError if none."""
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise GanError(f"checkpoint {path} does not exist. {HINT}.")
     if path.is_dir():
-        found = [p for p in (path / "last.ckpt", path / "checkpoints" / "last.ckpt") if p.is_file()]
-        hint = f"Pass ckpt={found[0]}" if found else HINT
-        raise GanError(f"ckpt={path} is a folder, not a checkpoint file. {hint}.")
+        raise GanError(
+            f"ckpt={path} is a folder without checkpoints/last.ckpt, not a checkpoint file. {HINT}."
+        )
+    return path
 
 
 def load_gan(path: Path) -> GAN:
@@ -146,7 +148,7 @@ def load_gan(path: Path) -> GAN:
     GanError when the file is missing, is not a torch checkpoint, or is not one of this
     project's (no `hyper_parameters.model`, or weights that do not fit the model).
     """
-    check_ckpt(path)
+    path = check_ckpt(path)
     ckpt = read_checkpoint(path, str(path), HINT)
     hparams = ckpt["hyper_parameters"]
 
@@ -220,7 +222,7 @@ def sample(cfg: DictConfig) -> Path:
     """Load the checkpoint, draw, write; returns the path written."""
     out = Path(cfg.out).expanduser()
     ckpt = Path(cfg.ckpt).expanduser()
-    check_ckpt(ckpt)  # both before loading anything: fail in a blink
+    ckpt = check_ckpt(ckpt)  # both before loading anything: fail in a blink
     check_out(out, cfg.format)
     module = load_gan(ckpt)
     if cfg.ema and module.ema_generator is None:

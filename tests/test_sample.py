@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,15 @@ def test_an_out_folder_that_cannot_be_written(ckpts: dict[str, Path], tmp_path: 
         main([f"ckpt={ckpts['plain']}", f"out={blocker / 'sub' / 'x.png'}"])
     with pytest.raises(SystemExit, match="is a folder"):
         main([f"ckpt={ckpts['plain']}", f"out={tmp_path}"])
+
+
+def test_a_run_folder_samples_from_its_last_checkpoint(
+    ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpts["plain"], run / "checkpoints" / "last.ckpt")
+    out = main([f"ckpt={run}", "n=4", f"out={tmp_path / 'four.png'}"])
+    assert out is not None and out.is_file()
+    with pytest.raises(SystemExit, match="is a folder without checkpoints/last.ckpt"):
+        main([f"ckpt={tmp_path}", "n=4", f"out={tmp_path / 'x.png'}"])  # holds run/, no checkpoint
