@@ -30,7 +30,20 @@ def column(rows: list[dict[str, str]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
 
 
-def run(recipe: str, epochs: int, args: argparse.Namespace, out: Path) -> dict[str, object]:
+SCORES = (
+    "fid",
+    "coverage",
+    "mnist_score",
+    "fid_floor",
+    "label_accuracy",
+    "intra_fid",
+    "modes",
+    "kl",
+)
+
+
+def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) -> dict[str, object]:
+    """Train `recipe` (for `epochs`, or its own budget when None) into `<out>/<recipe>/`."""
     folder = out / recipe
     cmd = [
         sys.executable,
@@ -40,7 +53,7 @@ def run(recipe: str, epochs: int, args: argparse.Namespace, out: Path) -> dict[s
         f"data.root={args.data_root}",
         f"data.split={args.split}",
         "data.download=false",
-        f"trainer.max_epochs={epochs}",
+        *([f"trainer.max_epochs={epochs}"] if epochs else []),
         "trainer.enable_progress_bar=false",
         "logger=csv",
         f"hydra.run.dir={folder}",
@@ -66,19 +79,18 @@ def run(recipe: str, epochs: int, args: argparse.Namespace, out: Path) -> dict[s
     if metrics.exists():
         with metrics.open(newline="") as f:
             rows = list(csv.DictReader(f))
-        fid = column(rows, "val/fid")
-        for key, values in (
-            ("fid", fid),
-            ("coverage", column(rows, "val/coverage")),
-            ("mnist_score", column(rows, "val/mnist_score")),
-            ("fid_floor", column(rows, "val/fid_floor")),
-        ):
+        for key in SCORES:
+            values = column(rows, f"val/{key}")
             if values:
                 row[key] = values[-1]
+        fid = column(rows, "val/fid")
         if fid:
             row["best_fid"] = min(fid)
+        epochs = epochs or len(fid)  # the recipe's own budget: one validation per epoch
+        row["epochs"] = epochs
     if result.get("seconds"):
-        row["s_per_epoch"] = result["seconds"] / epochs
+        row["seconds"] = result["seconds"]
+        row["s_per_epoch"] = result["seconds"] / max(1, epochs or 1)
     print(json.dumps(row), flush=True)
     return row
 

@@ -31,7 +31,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from gan.files import atomic_write
-from gan.sampling import generate, value_range, walk
+from gan.sampling import generate, lerp, value_range, walk
 
 if TYPE_CHECKING:
     from gan.module import GAN
@@ -105,7 +105,8 @@ class ImageCallback(L.Callback):
 
 
 class ImageGrid(ImageCallback):
-    """A grid of G's images from one fixed batch of noise, every N epochs (or steps).
+    """A grid of G's images from one fixed batch of noise, every N epochs (or steps); for a
+    conditional G, one row per class.
 
     Grids go to `<run>/images/grid_epoch<E>_step<S>.png` (logged as `samples/fixed_noise`);
     at the end of fit they are joined into `<run>/images/progress.gif`.
@@ -129,8 +130,15 @@ class ImageGrid(ImageCallback):
         self.frames: list[str] = []
 
     def render(self, trainer: L.Trainer, pl_module: GAN) -> Tensor:
-        images = generate(pl_module, self.z)
-        return grid(images, max(1, int(len(images) ** 0.5)), pl_module.cfg.model.output)
+        k = pl_module.num_classes
+        if not k:
+            images = generate(pl_module, self.z)
+            return grid(images, max(1, int(len(images) ** 0.5)), pl_module.cfg.model.output)
+        # Conditional: one row per class (26 at most), the same latents in every row.
+        rows, cols = min(k, 26), min(len(self.z), 8)
+        z = self.z[:cols].repeat(rows, 1)  # (rows * cols, D)
+        labels = torch.arange(rows).repeat_interleave(cols)  # (rows * cols,)
+        return grid(generate(pl_module, z, labels), cols, pl_module.cfg.model.output)
 
     def draw(self, trainer: L.Trainer, pl_module: GAN) -> Path | None:
         if not trainer.is_global_zero or self.z is None:
@@ -231,7 +239,9 @@ class RealVsFake(ImageCallback):
 
     def render(self, trainer: L.Trainer | None, pl_module: GAN) -> Tensor:
         """The image (3, H, 2W + gap) in [0, 1]: real grid, a white bar, fake grid."""
-        fake = generate(pl_module, self.z)  # (rows * cols, C, H, W)
+        k = pl_module.num_classes  # conditional: the classes in turn
+        labels = torch.arange(len(self.z)) % k if k else None
+        fake = generate(pl_module, self.z, labels)  # (rows * cols, C, H, W)
         output = pl_module.cfg.model.output
         real = torch.cat(self.real) if self.real else fake[:0].cpu()  # (k <= rows * cols, C, h, w)
         if real.shape[-2:] != fake.shape[-2:]:
@@ -249,6 +259,8 @@ class Interpolation(ImageCallback):
     """Latent walks: `rows` strips of `steps` images from one latent point to another.
 
     `spherical` walks along the sphere (`slerp`) instead of the straight line (`lerp`).
+    For a conditional G, half the rows walk in z at a fixed class and half walk from one
+    class to the next at a fixed z.
     Saved as `<run>/images/interpolation_epoch<E>.png`, logged as `samples/interpolation`.
     """
 
@@ -271,8 +283,24 @@ class Interpolation(ImageCallback):
         return walk(self.z[: self.rows], self.z[self.rows :], self.steps, self.spherical)
 
     def render(self, trainer: L.Trainer, pl_module: GAN) -> Tensor:
-        images = generate(pl_module, self.path())  # (rows * steps, C, H, W)
-        return grid(images, self.steps, pl_module.cfg.model.output)
+        k = pl_module.num_classes
+        if not k:
+            images = generate(pl_module, self.path())  # (rows * steps, C, H, W)
+            return grid(images, self.steps, pl_module.cfg.model.output)
+        # Conditional: the first half of the rows walk in z at a fixed class, the others
+        # from one class to the next at a fixed z (through mixtures of the two labels).
+        half, t = max(1, self.rows // 2), torch.linspace(0, 1, self.steps)
+        z = torch.cat(
+            [
+                self.path()[: half * self.steps],
+                self.z[half : self.rows].repeat_interleave(self.steps, 0),
+            ]
+        )
+        eye = torch.eye(k)
+        fixed = [eye[r % k].expand(self.steps, k) for r in range(half)]
+        moving = [lerp(eye[r % k], eye[(r + 1) % k], t) for r in range(half, self.rows)]
+        labels = torch.cat(fixed + moving)  # (rows * steps, k) class mixtures
+        return grid(generate(pl_module, z, labels), self.steps, pl_module.cfg.model.output)
 
 
 class LossPlot(L.Callback):

@@ -21,6 +21,8 @@ from omegaconf import II, MISSING, DictConfig, OmegaConf
 from gan.errors import GanError
 from gan.losses import LOSSES as loss_registry
 from gan.losses import SMOOTHING
+from gan.mnist import DATASETS
+from gan.nets.base import CONDITIONS
 from gan.sampling import NOISES, RANGES
 from gan.step import OPTIMIZERS as optimizer_registry
 
@@ -30,8 +32,19 @@ class ModelConfig:
     name: str = MISSING  # the family in gan/nets/, e.g. "dcgan"
     img_size: int = 28  # what G makes and D eats; the DataModule resizes MNIST to it
     output: str = "tanh"  # G's output activation: "tanh" -> [-1, 1], "sigmoid" -> [0, 1]
+    channels: int = 1  # image channels: follows data.channels in training runs
     generator: dict[str, Any] = field(default_factory=dict)  # kwargs for instantiate
     discriminator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ConditionConfig:
+    """Class conditioning (gan.nets.base): none | concat | projection | acgan."""
+
+    name: str = "none"
+    num_classes: int = 10  # the data's classes: follows data.num_classes in training runs
+    embed_dim: int = 10  # the label embedding: appended to z in G; D's extra input planes (concat)
+    aux_weight: float = 1.0  # acgan: weight of the auxiliary classifier's cross-entropy
 
 
 @dataclass
@@ -113,6 +126,7 @@ class MetricsConfig:
     root: str = II("data.root")  # the classifier trains on the same data as the GAN
     split: str = II("data.split")
     download: bool = II("data.download")
+    dataset: str = II("data.dataset")  # its own classifier (stacked_mnist: MNIST's, per channel)
 
 
 @dataclass
@@ -144,10 +158,11 @@ class ModuleConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)  # read by gan.health.NanGuard
     metrics: MetricsConfig = field(
         default_factory=lambda: MetricsConfig(
-            enabled=False, root="data", split="train", download=False
+            enabled=False, root="data", split="train", download=False, dataset="mnist"
         )
     )
     perf: PerfConfig = field(default_factory=PerfConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
 
 
 MODULE_GROUPS = tuple(f.name for f in fields(ModuleConfig))
@@ -163,7 +178,7 @@ def module_config(**groups: Any) -> DictConfig:
 @dataclass
 class DataConfig:
     _target_: str = "gan.data.MNISTDataModule"
-    root: str = "data"  # holds MNIST/raw/*; relative paths are from where you launch
+    root: str = "data"  # holds MNIST/raw/* (FashionMNIST/, KMNIST/, EMNIST/); relative to launch
     download: bool = True  # torchvision's mirrors; set false to train on files already there
     split: str = "train"  # train | test | all (all = the 70,000 images GAN papers use)
     val_size: int = 1000  # held-out real images for the metrics
@@ -175,7 +190,12 @@ class DataConfig:
     img_size: int = II("model.img_size")
     value_range: str = II("model.output")
     d_steps: int = II("step_ratio.d_steps")
-    seed: int = II("seed")
+    seed: int = II("seed")  # also draws stacked_mnist's fixed digit triples
+    # mnist | fashion_mnist | kmnist | emnist_letters | stacked_mnist (gan.mnist.DATASETS);
+    # pick with data=<name>: its option file sets channels and num_classes to match
+    dataset: str = "mnist"
+    channels: int = 1  # 3 for stacked_mnist
+    num_classes: int = 10  # 26 for emnist_letters, 1000 for stacked_mnist
 
 
 @dataclass
@@ -216,6 +236,11 @@ class PathsConfig:
 
 @dataclass
 class TrainConfig(ModuleConfig):
+    # The data decides the image channels and the classes the networks are built for.
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(channels=II("data.channels")))
+    condition: ConditionConfig = field(
+        default_factory=lambda: ConditionConfig(num_classes=II("data.num_classes"))
+    )
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # on, on the data's split
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -320,6 +345,21 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
         raise GanError(
             f"metrics.enabled=true needs held-out real images, but data.val_size="
             f"{c.data.val_size}. Set data.val_size=1000 (the default), or metrics.enabled=false."
+        )
+    _check(c.data.dataset in DATASETS, "data.dataset", c.data.dataset, f"one of {tuple(DATASETS)}")
+    ds = DATASETS[c.data.dataset]
+    for k in ("channels", "num_classes"):
+        want = getattr(ds, k)
+        _check(c.data[k] == want, f"data.{k}", c.data[k], f"{want} for data={c.data.dataset}")
+    cond = c.condition
+    _check(cond.name in CONDITIONS, "condition.name", cond.name, f"one of {CONDITIONS}")
+    _check(cond.embed_dim >= 1, "condition.embed_dim", cond.embed_dim, ">= 1")
+    _check(cond.aux_weight >= 0, "condition.aux_weight", cond.aux_weight, ">= 0")
+    if cond.name != "none" and cond.num_classes < 2:
+        raise GanError(
+            f"condition={cond.name} needs a labelled data set with 2 or more classes, but "
+            f"condition.num_classes={cond.num_classes}. Use condition=none, or drop the "
+            f"condition.num_classes override (it follows data.num_classes)."
         )
     _check(c.data.batch_size >= 1, "data.batch_size", c.data.batch_size, ">= 1")
     _check(c.data.val_size >= 0, "data.val_size", c.data.val_size, ">= 0")

@@ -1,13 +1,15 @@
-"""MNIST as a Lightning DataModule, built for GANs whose networks are tiny.
+"""The MNIST family as a Lightning DataModule, built for GANs whose networks are tiny.
 
-`MNISTDataModule` decodes the idx files once into a uint8 tensor (N, 28, 28) and serves
-whole batches with one tensor index each (no PIL, no per-item collation); the conversion to
-float (value range, optional 64x64 resize) runs on the accelerator, in
-`on_after_batch_transfer`. Files are found, downloaded and decoded by `gan.mnist`. The
-training loader resumes mid-epoch from the `state_dict()` Lightning keeps in checkpoints::
+`MNISTDataModule` decodes the idx files of `dataset` (mnist, fashion_mnist, kmnist,
+emnist_letters, stacked_mnist: `gan.mnist.DATASETS`) once into a uint8 tensor (N, 28, 28),
+or (N, 3, 28, 28) for stacked_mnist, and serves whole batches with one tensor index each (no
+PIL, no per-item collation); the conversion to float (value range, optional 64x64 resize)
+runs on the accelerator, in `on_after_batch_transfer`. Files are found, downloaded and
+decoded by `gan.mnist`. The training loader resumes mid-epoch from the `state_dict()`
+Lightning keeps in checkpoints::
 
     dm = MNISTDataModule(root="data", split="train", batch_size=128, d_steps=2)
-    trainer.fit(model, datamodule=dm)  # batches: (images (B*d, 1, S, S) float, labels (B*d,))
+    trainer.fit(model, datamodule=dm)  # batches: (images (B*d, C, S, S) float, labels (B*d,))
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from gan.errors import GanError
-from gan.mnist import SPLITS, ensure_mnist, load_mnist_split
+from gan.mnist import DATASETS, SPLITS, ensure_split, load_split
 
 
 class BatchDataset(Dataset):
     """Tensors indexed a batch at a time: `ds[idx]` with idx int64 (B,) -> one gather."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images = images  # (N, 28, 28) uint8, on CPU or on the device
+        self.images = images  # (N, 28, 28) or (N, C, 28, 28) uint8, on CPU or on the device
         self.labels = labels  # (N,) int64
 
     def __len__(self) -> int:
@@ -39,7 +41,9 @@ class BatchDataset(Dataset):
         idx = idx.to(self.images.device, non_blocking=True)
         # index_select, not images[idx]: same result, but advanced indexing is far slower on
         # small CPU batches (its parallel kernel can cost milliseconds on a busy machine).
-        images = self.images.index_select(0, idx).unsqueeze(1)  # (B, 1, 28, 28) uint8
+        images = self.images.index_select(0, idx)  # (B, 28, 28) or (B, C, 28, 28) uint8
+        if images.dim() == 3:
+            images = images.unsqueeze(1)  # (B, 1, 28, 28)
         return images, self.labels.index_select(0, idx)  # (B,) int64
 
 
@@ -133,10 +137,11 @@ class ResumableLoader(DataLoader):
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST for GAN training: uint8 batches from the loaders, converted on the device.
+    """An MNIST-family data set for GAN training: uint8 batches, converted on the device.
 
-    Loaders yield `(images uint8 (B, 1, 28, 28), labels int64 (B,))`; after the transfer
-    hook the images are float32 (B, 1, img_size, img_size) in the model's value range.
+    Loaders yield `(images uint8 (B, C, 28, 28), labels int64 (B,))`, C = `channels` (3 for
+    stacked_mnist, else 1), labels in 0..num_classes-1; after the transfer hook the images
+    are float32 (B, C, img_size, img_size) in the model's value range.
     A training batch holds `batch_size * d_steps` images: the module splits it into
     `d_steps` chunks so that every D update sees fresh real images. After `setup()`,
     `train_set` and `val_set` (`BatchDataset`s) hold the images each loader serves.
@@ -157,8 +162,25 @@ class MNISTDataModule(L.LightningDataModule):
         on_device: bool = False,  # keep the uint8 split on the accelerator (47 MB for train)
         seed: int = 0,
         val_batch_size: int = 500,
+        dataset: str = "mnist",  # a key of gan.mnist.DATASETS
+        channels: int = 1,  # must be the data set's: 3 for stacked_mnist
+        num_classes: int = 10,  # must be the data set's: 26 for emnist_letters, 1000 stacked
     ) -> None:
         super().__init__()
+        if dataset not in DATASETS:
+            raise GanError(
+                f"data.dataset={dataset!r} is invalid: it must be one of {', '.join(DATASETS)}. "
+                f"Pick one with data=<name>."
+            )
+        spec = DATASETS[dataset]
+        if (channels, num_classes) != (spec.channels, spec.num_classes):
+            raise GanError(
+                f"data.dataset={dataset} has {spec.channels} channel(s) and {spec.num_classes} "
+                f"classes, but data.channels={channels} and data.num_classes={num_classes}. Fix: "
+                f"select it with data={dataset} (its option file sets both), or set "
+                f"data.channels={spec.channels} data.num_classes={spec.num_classes}."
+            )
+        self.dataset, self.channels, self.num_classes = dataset, channels, num_classes
 
         def at_least(v: Any, low: int) -> bool:
             return isinstance(v, int) and not isinstance(v, bool) and v >= low
@@ -197,7 +219,7 @@ class MNISTDataModule(L.LightningDataModule):
     def from_tensors(
         cls, train: tuple[Tensor, Tensor], held_out: tuple[Tensor, Tensor], **kwargs: Any
     ) -> MNISTDataModule:
-        """Serve tensors in memory, each (images uint8 (N, 28, 28), labels int64 (N,)).
+        """Serve tensors in memory, each (images uint8 (N, [C,] 28, 28), labels int64 (N,)).
 
         `held_out` feeds both `val_dataloader` and `test_dataloader`. Nothing is read from
         disk; `kwargs` are the constructor's, where root, split and val_size go unused.
@@ -211,13 +233,14 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Download the split's missing files (rank 0 only, as Lightning calls it)."""
         if self.train_set is None:  # from_tensors: nothing to fetch
-            ensure_mnist(self.root, self.split, self.download)
+            ensure_split(self.root, self.split, self.download, self.dataset)
 
     def setup(self, stage: str | None = None) -> None:
         """Decode the split once and hold out `val_size` random images (fixed by `seed`)."""
         if self.train_set is None:
             self.prepare_data()  # a no-op when present; else downloads or explains in a GanError
-            images, labels = load_mnist_split(self.root, self.split)  # (N, 28, 28) u8, (N,) i64
+            # (N, [C,] 28, 28) uint8, (N,) int64; stacked_mnist's triples are drawn with `seed`
+            images, labels = load_split(self.root, self.split, self.dataset, self.seed)
             n, need = len(images), self.batch_size * self.d_steps
             if self.val_size >= n:
                 raise GanError(
@@ -270,7 +293,7 @@ class MNISTDataModule(L.LightningDataModule):
         }
 
     def train_dataloader(self) -> ResumableLoader:
-        """Shuffled batches of `batch_size * d_steps`: (uint8 (B*d, 1, 28, 28), int64 (B*d,))."""
+        """Shuffled batches of `batch_size * d_steps`: (uint8 (B*d, C, 28, 28), int64 (B*d,))."""
         ds = self._require(self.train_set)
         if self._train_loader is None:  # one loader per setup: its epoch and resume state live on
             trainer = self.trainer
@@ -299,7 +322,7 @@ class MNISTDataModule(L.LightningDataModule):
     # ---- conversion on the device ------------------------------------------------------
 
     def to_model_range(self, images: Tensor) -> Tensor:
-        """uint8 (B, 1, 28, 28) (or (B, 28, 28)) -> float32 (B, 1, S, S) in the value range."""
+        """uint8 (B, C, 28, 28) (or (B, 28, 28)) -> float32 (B, C, S, S) in the value range."""
         if images.dtype != torch.uint8:
             raise TypeError(f"to_model_range expects uint8 images, got {images.dtype}")
         if images.dim() == 3:
@@ -315,5 +338,5 @@ class MNISTDataModule(L.LightningDataModule):
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        images, labels = batch  # (B, 1, 28, 28) uint8, (B,) int64, already on the device
+        images, labels = batch  # (B, C, 28, 28) uint8, (B,) int64, already on the device
         return self.to_model_range(images), labels

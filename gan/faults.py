@@ -35,6 +35,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from gan.config import module_config, to_dict
 from gan.errors import GanError, read_checkpoint
 from gan.files import (
     LIGHTNING_NAMES,
@@ -257,7 +258,10 @@ def _run_config_hint(path: Path) -> str:
 
 
 def check_resume_checkpoint(
-    path: str | os.PathLike[str], expected_model_cfg: dict[str, Any], ema: bool | None = None
+    path: str | os.PathLike[str],
+    expected_model_cfg: dict[str, Any],
+    ema: bool | None = None,
+    condition: dict[str, Any] | None = None,
 ) -> None:
     """GanError unless `path` is a checkpoint of this project that this run can resume from.
 
@@ -266,6 +270,7 @@ def check_resume_checkpoint(
 
     `expected_model_cfg` is this run's resolved `model` node (`to_dict(cfg.model)`); the
     checkpoint's `hyper_parameters.model` must match it (architecture, sizes, latent size).
+    With `condition` (this run's `condition` node), the class conditioning must match too.
     With `ema` (this run's `ema.enabled`), the checkpoint must hold EMA weights exactly
     when it is true. Checks, in order: the file exists; torch.save wrote it; torch.load can
     read it; it holds a GAN of this project; same architecture; same EMA setting.
@@ -296,7 +301,12 @@ def check_resume_checkpoint(
             f"model={theirs.get('name')} and that run's other settings{_run_config_hint(path)}, "
             f"or drop ckpt_path to start a new run."
         )
-    a, b = _flatten(theirs, "model"), _flatten(ours, "model")
+    # Through the schema, so that keys an older checkpoint lacks take their defaults.
+    typed = to_dict(module_config(model=theirs, condition=hparams.get("condition")))
+    a, b = _flatten(typed["model"], "model"), _flatten(ours, "model")
+    if condition is not None:
+        a |= _flatten(typed["condition"], "condition")
+        b |= _flatten(condition, "condition")
     differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if differ:
         was = ", ".join(f"{k}={a.get(k)}" for k in differ[:3])

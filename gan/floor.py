@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan.sampling import sample_z
+from gan.nets.base import build_nets
+from gan.sampling import sample_labels, sample_z
 from gan.step import GanStep, build_optimizers, clip_gradients
 
 
@@ -73,11 +73,17 @@ class PlainUpdates:
 class PlainLoop:
     """The floor: the same nets, step and optimizers; data already a float tensor in memory."""
 
-    def __init__(self, cfg: DictConfig, images: Tensor, device: torch.device) -> None:
+    def __init__(
+        self, cfg: DictConfig, images: Tensor, device: torch.device, labels: Tensor | None = None
+    ) -> None:
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        g = instantiate(cfg.model.generator).to(device)
-        d = instantiate(cfg.model.discriminator).to(device)
+        g, d = (net.to(device) for net in build_nets(cfg))
+        k = cfg.condition.num_classes if cfg.condition.name != "none" else 0
+        # A conditional floor needs the reals' classes: the data's, or random ones.
+        if k and labels is None:
+            labels = torch.randint(k, images.shape[:1])
+        self.labels = labels.to(device) if k else None  # (N,): the reals' classes
         dtype = compute_dtype(cfg)
         self.per = cfg.data.batch_size * cfg.step_ratio.d_steps  # real images per iteration
         self.data = images.to(device)  # (N, 1, S, S) float
@@ -93,7 +99,9 @@ class PlainLoop:
         )
         noise = cfg.noise
         self.gan_step = GanStep.from_config(
-            cfg, lambda n: sample_z(noise.dist, noise.dim, n, device)
+            cfg,
+            lambda n: sample_z(noise.dist, noise.dim, n, device),
+            lambda n: sample_labels(k, n, device),
         )
         mode = cfg.perf.compile_mode
         compiled = cfg.perf.compile
@@ -106,15 +114,16 @@ class PlainLoop:
         """One iteration on the next slice of the data."""
         k = self.i % self.n
         self.i += 1
+        part = slice(k * self.per, (k + 1) * self.per)
+        labels = self.labels[part] if self.labels is not None else None
         with self.amp:
-            self.gan_step(
-                self.gc, self.dc, self.data[k * self.per : (k + 1) * self.per], self.updates
-            )
+            self.gan_step(self.gc, self.dc, self.data[part], self.updates, labels=labels)
 
     def flops_per_iter(self) -> float:
         from torch.utils.flop_counter import FlopCounterMode
 
         flops = FlopCounterMode(display=False)
+        labels = self.labels[: self.per] if self.labels is not None else None
         with flops, self.amp:
-            self.gan_step(self.g, self.d, self.data[: self.per], self.updates)
+            self.gan_step(self.g, self.d, self.data[: self.per], self.updates, labels=labels)
         return float(flops.get_total_flops())

@@ -165,7 +165,7 @@ class TrainingHealth(L.Callback):
         window: int = 20,
         d_loss_floor: float = 0.05,  # D "wins": its loss is near 0
         flat_tolerance: float = 1e-4,  # both losses move less than this: nothing is learnt
-        min_coverage: float = 5.0,  # fewer digit classes than this among samples: collapse
+        min_coverage: float = 5.0,  # fewer classes than this among samples: collapse
         stop_on_saturation: bool = False,
         stop_on_flat: bool = False,
         stop_on_collapse: bool = False,
@@ -226,12 +226,14 @@ class TrainingHealth(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         coverage = trainer.callback_metrics.get("val/coverage")
+        classes = getattr(trainer.datamodule, "num_classes", 10)  # a hand-made datamodule: MNIST's
         if coverage is not None and float(coverage) < self.min_coverage:
             self._say(
                 trainer,
                 "collapse",
-                f"mode collapse: samples cover only {float(coverage):.0f} of 10 digits "
-                f"(threshold {self.min_coverage:.0f}). The generator draws a few digits only.",
+                f"mode collapse: samples cover only {float(coverage):.0f} of the data's "
+                f"{classes} classes (threshold {self.min_coverage:.0f}). The generator draws "
+                f"a few classes only.",
                 self.stop_on_collapse,
             )
 

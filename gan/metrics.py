@@ -1,22 +1,27 @@
-"""FID-like scores for MNIST GANs, with the project's own MNIST classifier as feature network.
+"""FID-like scores for GANs of the MNIST family, with the project's own classifiers as features.
 
-torchmetrics computes FID and KID; the feature network is the classifier of
+torchmetrics computes FID and KID; the feature network is the data set's classifier of
 `gan.classifier` (its 128 penultimate activations instead of Inception's 2048 pool
-features), so nothing is downloaded and the features know digits. The classifier's logits
-give an Inception-Score-like "MNIST score" and the class statistics (coverage).
+features), so nothing is downloaded and the features know the data. The classifier's logits
+give an Inception-Score-like score and the class statistics (coverage). Stacked MNIST uses
+`gan.stacked.StackedClassifier` (MNIST's classifier per channel, 1,000 joint classes).
 
-    clf = load_or_train("data", split="train")            # cached after the first run
+    clf = load_or_train("data", split="train", dataset="mnist")  # cached after the first run
     metrics = GanMetrics(clf).to(device)
-    floor = metrics.set_real(real)      # real (N, 1, 28, 28) in [0, 1]; once
+    floor = metrics.set_real(real)      # real (N, C, 28, 28) in [0, 1]; once
     scores = metrics.compute(to_unit_range(fake, "tanh")) # every few epochs
 
-Scores (all from one forward pass of the classifier over the fakes):
+Scores (all from one forward pass of the classifier over the fakes), with K classes:
     fid               Frechet distance between Gaussian fits of real and fake features.
     kid               Kernel (polynomial MMD^2) distance, the mean over random subsets.
-    mnist_score       exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. 10 (sure and balanced).
-    coverage          digit classes holding at least `min_share` (2%) of the fakes' predictions.
-    coverage_entropy  entropy of the predicted-class histogram, nats (ln 10 = 2.30 when balanced).
-    class_share       (10,) share of the fakes predicted as each digit.
+    mnist_score       exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. K (sure and
+                      balanced); the name is MNIST's, the formula the same for every data set.
+    coverage          classes holding at least min_share * 10 / K of the fakes' predictions
+                      (2% for 10 classes, a fifth of the uniform share for any K: 0.02% = 2
+                      of 10,000 samples for Stacked MNIST's 1,000 modes).
+    coverage_entropy  entropy of the predicted-class histogram, nats (ln K when balanced).
+    class_share       (K,) share of the fakes predicted as each class.
+    modes, kl         Stacked MNIST only: modes with >= 1 sample, KL(p_gen || uniform) (nats).
 
 FID and KID are biased upwards for small samples: compare runs at the same sample sizes,
 and read them against `set_real`'s floor (real vs real, two halves of the real set).
@@ -31,14 +36,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan.classifier import MNISTClassifier, freeze
+from gan.stacked import StackedClassifier
 
-__all__ = ["ClassifierFeatures", "GanMetrics", "class_stats", "to_unit_range"]
+__all__ = [
+    "ClassifierFeatures",
+    "GanMetrics",
+    "class_counts",
+    "class_stats",
+    "mode_stats",
+    "to_unit_range",
+]
+Classifier = MNISTClassifier | StackedClassifier
 
 
 def to_unit_range(images: Tensor, output: str) -> Tensor:
@@ -82,7 +95,7 @@ class ClassifierFeatures(nn.Module):
     classifier and returned as is: `GanMetrics` extracts once and feeds FID and KID both.
     """
 
-    def __init__(self, classifier: MNISTClassifier) -> None:
+    def __init__(self, classifier: Classifier) -> None:
         super().__init__()
         self.classifier = classifier
         self.num_features = classifier.feature_dim
@@ -104,33 +117,60 @@ def _quiet(make: Any, **kwargs: Any) -> Any:
         return make(**kwargs)
 
 
+def class_counts(labels: Tensor, num_classes: int) -> Tensor:
+    """Samples per class: labels (M,) int64 in 0..num_classes-1 -> counts (num_classes,) int64.
+
+    Compares in chunks (one_hot of 10,000 x 1,000 would take 80 MB) and sums: deterministic
+    on CUDA, where bincount is not.
+    """
+    classes = torch.arange(num_classes, device=labels.device)  # (K,)
+    counts = torch.zeros(num_classes, dtype=torch.int64, device=labels.device)
+    for chunk in labels.split(1000):
+        counts += (chunk.unsqueeze(1) == classes).sum(dim=0)  # (K,)
+    return counts
+
+
 def class_stats(logits: Tensor, min_share: float = 0.02) -> dict[str, Tensor]:
-    """What the classifier makes of a sample: logits (M, 10) -> 0-dim and (10,) float32 tensors.
+    """What the classifier makes of a sample: logits (M, K) -> 0-dim and (K,) float32 tensors.
 
     `mnist_score`: the Inception Score formula exp(mean_x KL(p(y|x) || p(y))) on the softmax,
     over all M samples at once (torchmetrics' InceptionScore with splits=1 gives the same).
-    `class_share` (10,): share of samples whose argmax is each digit. `coverage`: digits
-    with share >= `min_share` (a stray sample or two does not count a class as generated).
-    `coverage_entropy`: -sum share * ln(share), in nats; ln 10 = 2.303 for balanced classes.
+    `class_share` (K,): share of samples whose argmax is each class. `coverage`: classes
+    with share >= min_share * 10 / K: `min_share` is the threshold for 10 classes, a fifth of
+    the uniform share, and scales with K (a stray sample or two does not count a class as
+    generated). `coverage_entropy`: -sum share * ln(share), in nats; ln K when balanced.
     """
     logits = logits.float()
-    log_p = logits.log_softmax(dim=1)  # (M, 10) log p(y|x)
-    p = log_p.exp()  # (M, 10)
-    p_y = p.mean(dim=0)  # (10,) the marginal p(y)
+    k = logits.shape[1]
+    log_p = logits.log_softmax(dim=1)  # (M, K) log p(y|x)
+    p = log_p.exp()  # (M, K)
+    p_y = p.mean(dim=0)  # (K,) the marginal p(y)
     kl = (p * (log_p - p_y.log())).sum(dim=1)  # (M,) KL(p(y|x) || p(y))
-    # one_hot, not bincount: bincount has no deterministic CUDA kernel
-    counts = F.one_hot(logits.argmax(dim=1), 10).sum(dim=0)  # (10,)
-    share = counts.float() / len(logits)  # (10,)
+    counts = class_counts(logits.argmax(dim=1), k)  # (K,)
+    share = counts.float() / len(logits)  # (K,)
     return {
         "mnist_score": kl.mean().exp(),
-        "coverage": (share >= min_share).float().sum(),
+        "coverage": (share >= min_share * (10 / k)).float().sum(),  # exactly min_share at K=10
         "coverage_entropy": torch.special.entr(share).sum(),  # 0 ln 0 = 0
         "class_share": share,
     }
 
 
+def mode_stats(modes: Tensor, num_modes: int = 1000) -> dict[str, Tensor]:
+    """The mode-collapse papers' statistics of predicted modes (M,) int64 in 0..num_modes-1.
+
+    `modes`: modes with at least one sample; `kl`: KL(p_gen || uniform) in nats, p_gen the
+    histogram of the M predictions: sum_m p(m) ln(p(m) * num_modes), 0 when balanced and
+    ln(num_modes / n) for n equally frequent modes. Both 0-dim float32.
+    """
+    counts = class_counts(modes, num_modes).float()  # (num_modes,)
+    p = counts / counts.sum()
+    kl = torch.special.xlogy(p, p * num_modes).sum()  # 0 ln 0 = 0 for empty modes
+    return {"modes": (counts > 0).float().sum(), "kl": kl}
+
+
 class GanMetrics(nn.Module):
-    """FID, KID, MNIST score and class coverage of generated digits against real ones.
+    """FID, KID, score and class coverage of generated images against real ones.
 
     `set_real` once, then `compute` as often as wanted: the real statistics are kept,
     the fake side is reset after each `compute`. Runs under no_grad, in float32 (autocast
@@ -144,10 +184,10 @@ class GanMetrics(nn.Module):
 
     def __init__(
         self,
-        classifier: MNISTClassifier,
+        classifier: Classifier,
         kid_subset_size: int = 100,  # KID's usual 1000 would exceed the ~1000 fakes per check
         kid_subsets: int = 100,
-        min_share: float = 0.02,  # a class "covered" at >= 2% of the fakes (uniform is 10%)
+        min_share: float = 0.02,  # 10 classes: "covered" at >= 2% of the fakes (scaled by 10/K)
         batch_size: int = 500,  # images per forward pass: bounds the activations' memory
     ) -> None:
         super().__init__()
@@ -159,6 +199,8 @@ class GanMetrics(nn.Module):
         self.batch_size = batch_size
         self.fid, self.kid = self._new_metrics()
         self.num_real = 0  # real images in the cached statistics; 0 until set_real
+        self.real_feats: Tensor | None = None  # (N, F), kept with labels for intra_fid
+        self.real_labels: Tensor | None = None
 
     def _new_metrics(self) -> tuple[FrechetInceptionDistance, KernelInceptionDistance]:
         common = {
@@ -174,20 +216,21 @@ class GanMetrics(nn.Module):
             subset_size=self.kid_subset_size,
             **common,
         )
-        device = self.classifier.head.weight.device
+        device = self.classifier.device
         return fid.to(device), kid.to(device)
 
     @property
     def device(self) -> torch.device:
-        return self.classifier.head.weight.device
+        return self.classifier.device
 
     # ---- features --------------------------------------------------------------------
 
     def _extract(self, images: Tensor, what: str) -> tuple[Tensor, Tensor]:
-        """Images (N, 1, S, S) in [0, 1] -> features (N, feature_dim), logits (N, 10), float32."""
-        if images.dim() != 4 or images.shape[1] != 1 or len(images) < 2:
+        """Images (N, C, S, S) in [0, 1] -> features (N, feature_dim), logits (N, K), float32."""
+        c = self.classifier.channels
+        if images.dim() != 4 or images.shape[1] != c or len(images) < 2:
             raise ValueError(
-                f"{what} images of shape {tuple(images.shape)}: expected (N >= 2, 1, H, W)"
+                f"{what} images of shape {tuple(images.shape)}: expected (N >= 2, {c}, H, W)"
             )
         lo, hi = torch.aminmax(images.detach())
         if lo < -1e-3 or hi > 1 + 1e-3:  # tanh outputs given as they are, most likely
@@ -197,10 +240,10 @@ class GanMetrics(nn.Module):
             )
         feats, logits = [], []
         for chunk in images.split(self.batch_size):
-            x = chunk.to(self.device, torch.float32, non_blocking=True)  # (b, 1, S, S)
+            x = chunk.to(self.device, torch.float32, non_blocking=True)  # (b, C, S, S)
             f = self.classifier.features(x)  # (b, feature_dim)
             feats.append(f)
-            logits.append(self.classifier.logits_from_features(f))  # (b, 10)
+            logits.append(self.classifier.logits_from_features(f))  # (b, K)
         return torch.cat(feats), torch.cat(logits)
 
     def _distances(
@@ -221,11 +264,12 @@ class GanMetrics(nn.Module):
     # ---- the API ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def set_real(self, real: Tensor) -> dict[str, float]:
-        """Cache the real statistics of `real` (N, 1, S, S) in [0, 1]; return the floor.
+    def set_real(self, real: Tensor, labels: Tensor | None = None) -> dict[str, float]:
+        """Cache the real statistics of `real` (N, C, S, S) in [0, 1]; return the floor.
 
         The floor is FID and KID between two disjoint random halves of `real`: what a
         perfect generator would score with N/2 samples. Calling again replaces the reals.
+        With `labels` (N,), each class's real features are kept too, for `intra_fid`.
         """
         with torch.autocast(self.device.type, enabled=False):
             feats, _ = self._extract(real, "real")  # (N, F)
@@ -242,19 +286,25 @@ class GanMetrics(nn.Module):
             self.fid.update(feats, real=True)
             self.kid.update(feats, real=True)
             self.num_real = n
+            self.real_feats, self.real_labels = (
+                (feats, labels.to(feats.device)) if labels is not None else (None, None)
+            )
         return {"fid_floor": float(fid_floor), "kid_floor": float(kid_floor)}
 
     @torch.no_grad()
-    def compute(self, fake: Tensor) -> dict[str, Tensor]:
-        """Scores of `fake` (M, 1, S, S) in [0, 1] against the cached reals.
+    def compute(self, fake: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """Scores of `fake` (M, C, S, S) in [0, 1] against the cached reals.
 
         Returns 0-dim float32 tensors `fid`, `kid`, `mnist_score`, `coverage`,
-        `coverage_entropy` and `class_share` (10,), on the module's device.
+        `coverage_entropy` (and, for Stacked MNIST, `modes` and `kl`: see `mode_stats`),
+        and `class_share` (K,), on the module's device. With the classes G was asked for,
+        `labels` (M,), also `label_accuracy` (how often the classifier agrees with them) and,
+        when `set_real` kept per-class reals, `intra_fid` (see `intra_fid`).
         """
         if self.num_real == 0:
             raise RuntimeError("GanMetrics.compute() before set_real(): no real statistics yet")
         with torch.autocast(self.device.type, enabled=False):
-            feats, logits = self._extract(fake, "fake")  # (M, F), (M, 10)
+            feats, logits = self._extract(fake, "fake")  # (M, F), (M, K)
             try:
                 fid, kid = self._distances(self.fid, self.kid, feats)
             finally:
@@ -262,7 +312,32 @@ class GanMetrics(nn.Module):
                 self.kid.reset()
 
             stats = class_stats(logits, self.min_share)
+            if isinstance(self.classifier, StackedClassifier):
+                stats |= mode_stats(logits.argmax(dim=1), self.classifier.num_classes)
+            if labels is not None:
+                labels = labels.to(logits.device)
+                stats["label_accuracy"] = (logits.argmax(dim=1) == labels).float().mean()
+                if self.real_labels is not None:
+                    stats["intra_fid"] = self.intra_fid(feats, labels)
         return {"fid": fid.float(), "kid": kid.float(), **stats}
+
+    def intra_fid(self, fake_feats: Tensor, fake_labels: Tensor) -> Tensor:
+        """The mean over classes of the FID between the fakes of a class and the held-out
+        reals of that class (StudioGAN's iFID): classes with fewer than 2 of either are
+        left out. Per class: `metrics.num_samples` / classes fakes against its reals."""
+        assert self.real_feats is not None and self.real_labels is not None
+        scores = []
+        with _one_cpu_thread(fake_feats.device):
+            for c in torch.unique(fake_labels).tolist():
+                real_c = self.real_feats[self.real_labels == c]
+                fake_c = fake_feats[fake_labels == c]
+                if len(real_c) < 2 or len(fake_c) < 2:
+                    continue
+                fid = self._new_metrics()[0]
+                fid.update(real_c, real=True)
+                fid.update(fake_c, real=False)
+                scores.append(fid.compute().float())
+        return torch.stack(scores).mean() if scores else torch.tensor(float("nan"))
 
     # ---- checkpoints -----------------------------------------------------------------
 

@@ -1,11 +1,14 @@
-"""MNIST's files on disk, in torchvision's layout (`<root>/MNIST/raw/`): which splits are
-there, torchvision's download of the missing ones, and decoding into uint8 tensors.
+"""The MNIST family's files on disk, in torchvision's layout (`<root>/<Folder>/raw/`): which
+splits are there, torchvision's download of the missing ones, and decoding into uint8 tensors.
 
-    ensure_mnist("data", "train", download=True)       # torchvision's mirrors and md5s
-    images, labels = load_mnist_split("data", "train")  # (60000, 28, 28) uint8, (60000,) int64
+    ensure_split("data", "train", download=True, dataset="fashion_mnist")  # torchvision's md5s
+    images, labels = load_split("data", "train", "fashion_mnist")  # (60000, 28, 28) u8, (60000,)
 
-Files are read unpacked or as md5-checked `.gz` (decompressed in memory: nothing is
-written beside them); only the split(s) in use must be there.
+`DATASETS` is the one list of data sets (the `data.dataset` choices). Files are read unpacked
+or as md5-checked `.gz` (decompressed in memory: nothing is written beside them); only the
+split(s) in use must be there. EMNIST letters are served upright (its files hold transposed
+images) with labels 0..25. Stacked MNIST is built from MNIST's files: a seeded, fixed set of
+digit triples stacked as the 3 channels, label 100*a + 10*b + c (1,000 modes).
 """
 
 from __future__ import annotations
@@ -15,53 +18,113 @@ import hashlib
 import math
 import os
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.datasets import MNIST
+from torchvision.datasets import EMNIST, KMNIST, MNIST, FashionMNIST
 
 from gan.errors import GanError
 
 SPLITS = ("train", "test", "all")
-_PREFIXES = {"train": ("train",), "test": ("t10k",), "all": ("train", "t10k")}
+_PARTS = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
 _KINDS = (("images-idx3-ubyte", 3), ("labels-idx1-ubyte", 1))  # file name suffix, idx dims
-_MD5 = dict(MNIST.resources)  # "train-images-idx3-ubyte.gz" -> md5, torchvision's own list
-_IDX_UINT8 = 0x08  # idx type code of unsigned bytes, the only one MNIST uses
+_IDX_UINT8 = 0x08  # idx type code of unsigned bytes, the only one the family uses
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set of the family: where torchvision puts its files and what they hold."""
+
+    title: str  # for messages: "Fashion-MNIST"
+    torchvision: type[MNIST]  # the class whose download() fetches the files
+    num_classes: int
+    channels: int = 1
+    prefixes: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "t10k"})
+    transposed: bool = False  # files hold images transposed (EMNIST): serve them upright
+    label_offset: int = 0  # subtracted from the stored labels (EMNIST letters: 1..26 -> 0..25)
+    source: str | None = None  # built from another data set's files (stacked_mnist: "mnist")
+
+    @property
+    def folder(self) -> str:  # torchvision names the folder after the class
+        return self.torchvision.__name__
+
+    @property
+    def md5s(self) -> dict[str, str]:  # "train-images-idx3-ubyte.gz" -> md5 (EMNIST: a zip)
+        return dict(getattr(self.torchvision, "resources", []))
+
+
+_EMNIST = {"train": "emnist-letters-train", "test": "emnist-letters-test"}
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec("MNIST", MNIST, 10),
+    "fashion_mnist": DatasetSpec("Fashion-MNIST", FashionMNIST, 10),
+    "kmnist": DatasetSpec("KMNIST", KMNIST, 10),
+    "emnist_letters": DatasetSpec("EMNIST letters", EMNIST, 26, 1, _EMNIST, True, 1),
+    "stacked_mnist": DatasetSpec("Stacked MNIST", MNIST, 1000, 3, source="mnist"),
+}
+
+
+def spec(dataset: str) -> DatasetSpec:
+    """The registry entry of `dataset`; GanError naming the choices if there is none."""
+    if dataset not in DATASETS:
+        raise GanError(
+            f"data.dataset={dataset!r} is not one of {', '.join(DATASETS)}. Fix it with "
+            f"data=<one of them> (or data.dataset=...)."
+        )
+    return DATASETS[dataset]
+
+
+def _files_of(dataset: str) -> tuple[str, DatasetSpec]:
+    """The data set whose files hold `dataset`'s images (itself, or stacked MNIST's MNIST)."""
+    s = spec(dataset)
+    return (s.source, DATASETS[s.source]) if s.source else (dataset, s)
+
+
+def raw_folder(root: str | os.PathLike[str], dataset: str = "mnist") -> Path:
+    """The absolute folder torchvision uses for `dataset`'s files, e.g. `<root>/MNIST/raw`."""
+    return Path(root).expanduser().resolve() / _files_of(dataset)[1].folder / "raw"
 
 
 def mnist_raw_folder(root: str | os.PathLike[str]) -> Path:
-    """The absolute folder torchvision uses for MNIST's files: `<root>/MNIST/raw`."""
-    return Path(root).expanduser().resolve() / "MNIST" / "raw"
+    """MNIST's raw folder, `<root>/MNIST/raw`."""
+    return raw_folder(root, "mnist")
 
 
-def missing_files(root: str | os.PathLike[str], split: str) -> list[str]:
-    """Idx files of `split` found neither unpacked nor as `.gz` under `<root>/MNIST/raw`.
+def _names(s: DatasetSpec, split: str) -> list[str]:
+    return [f"{s.prefixes[p]}-{kind}" for p in _PARTS[split] for kind, _ in _KINDS]
+
+
+def missing_files(root: str | os.PathLike[str], split: str, dataset: str = "mnist") -> list[str]:
+    """Idx files of `split` found neither unpacked nor as `.gz` in `raw_folder(root, dataset)`.
 
     The one test of which splits are on disk. GanError if `split` is not in `SPLITS`.
     """
     if split not in SPLITS:
         raise GanError(f"data.split={split!r} is not one of {', '.join(SPLITS)}.")
-    raw = mnist_raw_folder(root)
-    names = [f"{prefix}-{kind}" for prefix in _PREFIXES[split] for kind, _ in _KINDS]
-    return [n for n in names if not ((raw / n).is_file() or (raw / f"{n}.gz").is_file())]
+    raw, s = raw_folder(root, dataset), _files_of(dataset)[1]
+    return [n for n in _names(s, split) if not ((raw / n).is_file() or (raw / f"{n}.gz").is_file())]
 
 
-def has_split(root: str | os.PathLike[str], split: str) -> bool:
-    """Whether every file of `split` is under `<root>/MNIST/raw`, unpacked or as `.gz`."""
-    return not missing_files(root, split)
+def has_split(root: str | os.PathLike[str], split: str, dataset: str = "mnist") -> bool:
+    """Whether every file of `split` is in `raw_folder(root, dataset)`, unpacked or as `.gz`."""
+    return not missing_files(root, split, dataset)
 
 
-def _missing_error(root: str | os.PathLike[str], split: str, why: str) -> GanError:
-    names = ", ".join(f"{n}[.gz]" for n in missing_files(root, split))
+def _missing_error(root: str | os.PathLike[str], split: str, dataset: str, why: str) -> GanError:
+    names = ", ".join(f"{n}[.gz]" for n in missing_files(root, split, dataset))
+    s, files = spec(dataset), _files_of(dataset)[1]
+    built = f" (built from {files.title}'s files)" if s.source else ""
+    test = f"{files.prefixes['test']}-*"
     return GanError(
-        f"MNIST data not found: looked for {names} in {mnist_raw_folder(root)}, and {why}. "
-        f"Fix: point data.root=/path/to/folder at a folder that holds MNIST/raw/ with these files "
-        f"(data.split=test works when only the test split, t10k-*, is on disk)."
+        f"{s.title} data not found{built}: looked for {names} in {raw_folder(root, dataset)}, "
+        f"and {why}. Fix: point data.root=/path/to/folder at a folder that holds "
+        f"{files.folder}/raw/ with these files (data.dataset={dataset}; data.split=test works "
+        f"when only the test split, {test}, is on disk)."
     )
 
 
-def _read_idx(raw: Path, name: str, ndim: int) -> Tensor:
+def _read_idx(raw: Path, name: str, ndim: int, s: DatasetSpec) -> Tensor:
     """Idx file `name` of unsigned bytes as a uint8 tensor of `ndim` dims; GanError if corrupt.
 
     The unpacked file is preferred; a `.gz` is md5-checked and decompressed in memory.
@@ -73,15 +136,16 @@ def _read_idx(raw: Path, name: str, ndim: int) -> Tensor:
 
     def bad(what: str) -> GanError:
         return GanError(
-            f"{path} is not a valid MNIST idx file: {what}. It is truncated or corrupt: {fix}"
+            f"{path} is not a valid {s.title} idx file: {what}. It is truncated or corrupt: {fix}"
         )
 
     if path.suffix == ".gz":  # unpacked files carry no checksum: their size is checked below
-        expected, actual = _MD5.get(path.name), hashlib.md5(data, usedforsecurity=False).hexdigest()
+        expected = s.md5s.get(path.name)
+        actual = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if expected is not None and actual != expected:
             raise GanError(
                 f"{path} has md5 {actual}, expected {expected} (torchvision's checksum): the "
-                f"archive is corrupt or not the official MNIST file. {fix}"
+                f"archive is corrupt or not the official {s.title} file. {fix}"
             )
         try:
             data = gzip.decompress(data)
@@ -100,18 +164,14 @@ def _read_idx(raw: Path, name: str, ndim: int) -> Tensor:
     return torch.frombuffer(bytearray(memoryview(data)[header:]), dtype=torch.uint8).reshape(dims)
 
 
-def load_mnist_split(root: str | os.PathLike[str], split: str) -> tuple[Tensor, Tensor]:
-    """Decode "train" (60,000 images), "test" (10,000) or "all" (train then test) into memory.
-
-    Returns images uint8 (N, 28, 28) and labels int64 (N,); writes nothing. GanError when
-    files are missing, a `.gz` fails torchvision's md5, or a file is truncated or corrupt.
-    """
-    if missing_files(root, split):
-        raise _missing_error(root, split, "this loader does not download")
-    raw = mnist_raw_folder(root)
+def _load_files(root: str | os.PathLike[str], split: str, dataset: str) -> tuple[Tensor, Tensor]:
+    if missing_files(root, split, dataset):
+        raise _missing_error(root, split, dataset, "this loader does not download")
+    s, raw = spec(dataset), raw_folder(root, dataset)
     images, labels = [], []
-    for prefix in _PREFIXES[split]:
-        x, y = (_read_idx(raw, f"{prefix}-{kind}", d) for kind, d in _KINDS)  # (n, 28, 28), (n,)
+    for part in _PARTS[split]:
+        prefix = s.prefixes[part]
+        x, y = (_read_idx(raw, f"{prefix}-{kind}", d, s) for kind, d in _KINDS)
         if tuple(x.shape[1:]) != (28, 28):
             raise GanError(
                 f"{raw / prefix}-images-idx3-ubyte holds {tuple(x.shape[1:])} images, not 28x28."
@@ -121,47 +181,93 @@ def load_mnist_split(root: str | os.PathLike[str], split: str) -> tuple[Tensor, 
                 f"{raw} holds {len(x)} {prefix} images but {len(y)} labels: one of the two files is "
                 f"corrupt. Delete them and re-download, or point data.root elsewhere."
             )
+        if s.transposed:  # (n, 28, 28) stored column by column: one copy, upright
+            x = x.transpose(1, 2).contiguous()
+        y = y.long() - s.label_offset
+        if len(y) and (y.min() < 0 or y.max() >= s.num_classes):
+            raise GanError(
+                f"{raw / prefix}-labels-idx1-ubyte holds labels outside 0..{s.num_classes - 1} "
+                f"after the shift by {s.label_offset}: not {s.title}'s file? Point data.root "
+                f"elsewhere."
+            )
         images.append(x)
-        labels.append(y.long())
+        labels.append(y)
     if len(images) == 1:  # no copy of the 47 MB train split
         return images[0], labels[0]
     return torch.cat(images), torch.cat(labels)
 
 
-class _SplitMNIST(MNIST):
-    """torchvision's MNIST `download()` alone, for one split's files ("train" or "test").
+def stack_digits(images: Tensor, labels: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Stacked MNIST from digits (N, 28, 28) uint8 and labels (N,) int64: N fixed triples.
 
-    No base `__init__`: it would decode the files, which is `load_mnist_split`'s job.
+    Triple i holds digits (a, b, c) drawn uniformly with replacement by a generator seeded
+    with `seed`; returns images uint8 (N, 3, 28, 28) and labels 100*a + 10*b + c (N,) int64.
     """
-
-    def __init__(self, root: Path, split: str) -> None:
-        self.root, self.split = str(root), split
-        prefix = _PREFIXES[split][0]
-        self.resources = [r for r in MNIST.resources if r[0].startswith(f"{prefix}-")]
-
-    @property
-    def raw_folder(self) -> str:  # the base class names it after the class: keep "MNIST"
-        return os.path.join(self.root, "MNIST", "raw")
-
-    def _check_exists(self) -> bool:
-        return has_split(self.root, self.split)
+    n = len(images)
+    idx = torch.randint(0, n, (n, 3), generator=torch.Generator().manual_seed(seed))  # (N, 3)
+    return images[idx], labels[idx] @ torch.tensor([100, 10, 1])
 
 
-def ensure_mnist(root: str | os.PathLike[str], split: str, download: bool) -> None:
-    """Make sure `split`'s files are under `<root>/MNIST/raw`, downloading the missing ones
-    with torchvision. GanError when some are missing and `download` is false, or it fails."""
-    if has_split(root, split):
+def load_split(
+    root: str | os.PathLike[str], split: str, dataset: str = "mnist", seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Decode "train", "test" or "all" (train then test) of `dataset` into memory.
+
+    Returns images uint8 (N, 28, 28) (stacked_mnist: (N, 3, 28, 28), its triples drawn with
+    `seed`) and labels int64 (N,) in 0..num_classes-1; writes nothing. GanError when files
+    are missing, a `.gz` fails torchvision's md5, or a file is truncated or corrupt.
+    """
+    s = spec(dataset)
+    if s.source:
+        return stack_digits(*_load_files(root, split, s.source), seed=seed)
+    return _load_files(root, split, dataset)
+
+
+def load_mnist_split(root: str | os.PathLike[str], split: str) -> tuple[Tensor, Tensor]:
+    """MNIST's "train" (60,000 images), "test" (10,000) or "all": `load_split(..., "mnist")`."""
+    return load_split(root, split, "mnist")
+
+
+def _download(root: Path, part: str, dataset: str) -> None:
+    """torchvision's own `download()` of `dataset`, for one part's files ("train" or "test").
+
+    The instance skips the class's `__init__` (it would decode the files: our loader's job);
+    its `raw_folder` is the class's, `<root>/<ClassName>/raw`.
+    """
+    s = spec(dataset)
+    cls = s.torchvision
+    tv = cls.__new__(cls)
+    tv.root = str(root)
+    tv.split, tv.train = "letters", part == "train"  # EMNIST's; the others ignore them
+    prefix = s.prefixes[part]
+    tv.resources = [r for r in s.md5s.items() if r[0].startswith(f"{prefix}-")]
+    tv._check_exists = lambda: has_split(root, part, dataset)  # unpacked or .gz
+    tv.download()  # EMNIST: one zip holds every split; skips a part already on disk
+
+
+def ensure_split(
+    root: str | os.PathLike[str], split: str, download: bool, dataset: str = "mnist"
+) -> None:
+    """Make sure `split`'s files of `dataset` are on disk, downloading the missing ones with
+    torchvision. GanError when some are missing and `download` is false, or it fails."""
+    files = _files_of(dataset)[0]
+    if has_split(root, split, files):
         return
     if not download:
-        raise _missing_error(root, split, "downloading is disabled (data.download=false)")
-    for part in ("train", "test") if split == "all" else (split,):
+        raise _missing_error(root, split, dataset, "downloading is disabled (data.download=false)")
+    for part in _PARTS[split]:
         try:
-            _SplitMNIST(Path(root).expanduser(), part).download()  # skips a part on disk
+            _download(Path(root).expanduser(), part, files)
         # URLError is an OSError; torchvision raises RuntimeError once every mirror failed.
         except (OSError, RuntimeError) as e:
             reason = " ".join(str(e).split())[:200]
             raise _missing_error(
-                root, split, f"the download failed ({type(e).__name__}: {reason})"
+                root, split, dataset, f"the download failed ({type(e).__name__}: {reason})"
             ) from e
-    if not has_split(root, split):
-        raise _missing_error(root, split, "the download did not provide them")
+    if not has_split(root, split, files):
+        raise _missing_error(root, split, dataset, "the download did not provide them")
+
+
+def ensure_mnist(root: str | os.PathLike[str], split: str, download: bool) -> None:
+    """MNIST's `ensure_split`."""
+    ensure_split(root, split, download, "mnist")

@@ -28,7 +28,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -37,8 +36,8 @@ from gan.classifier import load_or_train
 from gan.config import MODULE_GROUPS, module_config, to_dict
 from gan.errors import GanError
 from gan.metrics import GanMetrics
-from gan.nets import check_nets
-from gan.sampling import generate, sample_z, to_unit_range
+from gan.nets.base import build_nets
+from gan.sampling import generate, sample_labels, sample_z, to_unit_range
 from gan.step import GanStep, StepOutput, build_optimizers, clip_gradients
 
 log = logging.getLogger("gan.module")
@@ -79,13 +78,11 @@ class GAN(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False  # GANs step two optimizers by hand
         self.cfg = module_config(**groups)  # typed once
-        self.generator: nn.Module = instantiate(self.cfg.model.generator)
-        self.discriminator: nn.Module = instantiate(self.cfg.model.discriminator)
-        check_nets(self.cfg.model, self.generator, self.discriminator)
+        self.generator, self.discriminator = build_nets(self.cfg)
         # What the step calls: G and D, or their compiled versions (set in setup). Kept
         # out of the module registry, so checkpoints hold the plain networks' keys.
         self.__dict__["_g"], self.__dict__["_d"] = self.generator, self.discriminator
-        self.gan_step = GanStep.from_config(self.cfg, self.sample_z)
+        self.gan_step = GanStep.from_config(self.cfg, self.sample_z, self.sample_labels)
         self.metrics: GanMetrics | None = None  # built in setup(): not needed to sample
         self._real: list[Tensor] = []
         self.iteration = 0  # true GAN iterations (batches), unlike Lightning's global_step
@@ -113,6 +110,15 @@ class GAN(L.LightningModule):
         """Latent vectors (n, noise.dim) on the module's device."""
         return sample_z(self.cfg.noise.dist, self.cfg.noise.dim, n, self.device, generator)
 
+    @property
+    def num_classes(self) -> int:
+        """The classes G is conditioned on; 0 for an unconditional GAN."""
+        return self.cfg.condition.num_classes if self.cfg.condition.name != "none" else 0
+
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Random class labels (n,) on the module's device (see `sample_z` for `generator`)."""
+        return sample_labels(self.num_classes, n, self.device, generator)
+
     def sampling_generator(self, ema: bool | None = None) -> nn.Module:
         """The G to draw from: the EMA copy when enabled (or ema=True), else G itself."""
         use_ema = self.ema_generator is not None if ema is None else ema
@@ -120,9 +126,9 @@ class GAN(L.LightningModule):
             raise GanError("this model has no EMA weights: it was trained with ema.enabled=false")
         return self.ema_generator.module if use_ema else self.generator
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Images from latent vectors: (B, noise.dim) -> (B, 1, H, W) in G's output range."""
-        return self.generator(z)
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images from latent vectors (and classes): (B, noise.dim) -> (B, C, H, W) in G's range."""
+        return self.generator(z) if labels is None else self.generator(z, labels)
 
     # ---- training
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -144,11 +150,13 @@ class GAN(L.LightningModule):
             self.ema_generator.update_parameters(self.generator)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        real, _ = batch  # (d_steps * B, 1, H, W): one fresh chunk per D update
+        real, labels = batch  # (d_steps * B, C, H, W), (d_steps * B,): a chunk per D update
         if self.cfg.perf.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
+        labels = labels if self.num_classes else None
+        updates = LightningUpdates(self)
         out: StepOutput = self.gan_step(
-            self._g, self._d, real, LightningUpdates(self), self._after_g_update
+            self._g, self._d, real, updates, self._after_g_update, labels
         )
         self.iteration += 1
         # Tensors, not .item(): Lightning reduces them off the hot path.
@@ -185,7 +193,9 @@ class GAN(L.LightningModule):
             self.__dict__["_d"] = torch.compile(self.discriminator, mode=mode)
         c = self.cfg.metrics
         if c.enabled and self.metrics is None:  # gan.train has made the classifier: this loads it
-            clf = load_or_train(c.root, c.split, c.download, max_epochs=c.classifier_epochs)
+            clf = load_or_train(
+                c.root, c.split, c.download, max_epochs=c.classifier_epochs, dataset=c.dataset
+            )
             self.metrics = GanMetrics(clf)  # frozen; its state_dict is empty: not in checkpoints
             # Lightning warns about modules left in eval mode when fit starts: those are the
             # frozen classifier's, on purpose (G and D train as usual).
@@ -197,7 +207,7 @@ class GAN(L.LightningModule):
     # ---- validation: FID-like scores against held-out reals (see gan.metrics)
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if self.metrics is not None and self.metrics.num_real == 0:
-            self._real.append(batch[0])  # (B, 1, H, W): the real statistics, once per run
+            self._real.append(batch)  # (B, C, H, W), (B,): the real statistics, once per run
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
@@ -207,21 +217,21 @@ class GAN(L.LightningModule):
         if self.metrics.num_real == 0:
             if not self._real:
                 return
-            floor = self.metrics.set_real(to_unit_range(torch.cat(self._real), output))
+            real, labels = (torch.cat(t) for t in zip(*self._real))
+            labels = labels if self.num_classes else None  # per-class reals for intra-FID
+            floor = self.metrics.set_real(to_unit_range(real, output), labels)
             self._real.clear()
-            log.info(
-                "real-vs-real floor (two halves of the held-out reals): FID %.3f, KID %.4f",
-                *floor.values(),
-            )
+            log.info("real-vs-real floor (two halves of the held-out reals): %s", floor)
             self.log_dict({f"val/{k}": v for k, v in floor.items()})
         c = self.cfg.metrics
         gen = torch.Generator().manual_seed(c.seed)  # the global RNG is left alone
-        fake = generate(
-            self, self.sample_z(c.num_samples, generator=gen), batch_size=500
-        )  # (N, 1, H, W)
-        scores = self.metrics.compute(to_unit_range(fake, output))
-        keys = ("fid", "kid", "mnist_score", "coverage", "coverage_entropy")
-        self.log_dict({f"val/{k}": scores[k] for k in keys}, sync_dist=True)
+        z = self.sample_z(c.num_samples, generator=gen)
+        # Conditional: every class in turn, as often as the sample size allows.
+        labels = torch.arange(c.num_samples) % self.num_classes if self.num_classes else None
+        fake = generate(self, z, labels, batch_size=500)  # (N, C, H, W)
+        scores = self.metrics.compute(to_unit_range(fake, output), labels)
+        scalars = {f"val/{k}": v for k, v in scores.items() if v.dim() == 0}
+        self.log_dict(scalars, sync_dist=True)
         # Wall-clock seconds of training so far (resumes included): time to a given score.
         self.log("val/elapsed_s", self.elapsed_s + time.perf_counter() - self._fit_start)
 

@@ -3,15 +3,17 @@
     python -m gan.sample ckpt=outputs/2024-05-01/12-00-00/checkpoints/last.ckpt
     python -m gan.sample ckpt=last.ckpt n=16 nrow=4 seed=3 out=digits.png
     python -m gan.sample ckpt=last.ckpt format=png out=digits/        # digits/000.png, ...
-    python -m gan.sample ckpt=last.ckpt format=pt n=10000 out=fakes.pt  # (n, 1, H, W) in [0, 1]
+    python -m gan.sample ckpt=last.ckpt format=pt n=10000 out=fakes.pt  # (n, C, H, W) in [0, 1]
     python -m gan.sample ckpt=last.ckpt interpolate=true n=8 steps=12 spherical=true
+    python -m gan.sample ckpt=last.ckpt label=7 n=64 out=sevens.png    # a conditional GAN
+    python -m gan.sample ckpt=last.ckpt per_class=8                     # one row per class
 
 Options (key=value, Hydra style; an unknown key is an error):
     ckpt         a checkpoint written by `python -m gan.train`, or its run folder (required)
     n            images to draw, or walks with interpolate=true (64)
     out          where to write (samples.png; samples/ for format=png, samples.pt for format=pt)
     format       grid: one PNG grid | png: one PNG per image in the folder `out` |
-                 pt: a tensor file of the images, float32 (N, 1, H, W) in [0, 1]
+                 pt: a tensor file of the images, float32 (N, C, H, W) in [0, 1]
     nrow         images per grid row (ceil(sqrt(n)); `steps` with interpolate=true)
     seed         seed of the latent vectors: the same seed gives the same images (0)
     interpolate  true: `n` rows of `steps` images walking from one latent point to another
@@ -19,6 +21,10 @@ Options (key=value, Hydra style; an unknown key is an error):
     spherical    true: walk along the sphere (slerp) instead of the straight line
     ema          true: the EMA weights (an error if the run kept none); false: G itself;
                  null (the default): the EMA weights when the checkpoint has them
+    label        conditional checkpoints: draw this class only
+    labels       conditional checkpoints: cycle through these classes, e.g. labels=[0,1,2]
+    per_class    conditional checkpoints: this many images of every class, one row each
+                 (n is then classes x per_class); without any of the three, random classes
 
 The config is read from the checkpoint's hyperparameters; nothing else is needed. Images
 are written through a temp file and a rename, so a reader never sees half a file. Errors
@@ -27,7 +33,6 @@ print one `error: ...` line and exit with status 1.
 
 from __future__ import annotations
 
-import difflib
 import math
 import sys
 from collections.abc import Sequence
@@ -35,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig
 
 from gan.errors import GanError, first_line, read_checkpoint
 from gan.files import check_writable, resolve_checkpoint
+from gan.options import CKPT_HINT, parse_options
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -48,7 +53,7 @@ if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
 
 FORMATS = ("grid", "png", "pt")
 DEFAULT_OUT = {"grid": "samples.png", "png": "samples", "pt": "samples.pt"}
-HINT = "Pass ckpt=<run>/checkpoints/last.ckpt, a file written by `python -m gan.train`"
+HINT = CKPT_HINT
 
 
 @dataclass
@@ -65,6 +70,9 @@ class SampleConfig:
     steps: int = 10
     spherical: bool = False
     ema: bool | None = None
+    label: int | None = None
+    labels: list[int] | None = None
+    per_class: int | None = None
 
 
 OPTIONS = tuple(SampleConfig.__dataclass_fields__)
@@ -75,28 +83,7 @@ OPTIONS = tuple(SampleConfig.__dataclass_fields__)
 
 def parse(argv: Sequence[str]) -> DictConfig:
     """key=value arguments -> a typed, checked SampleConfig node (GanError on any mistake)."""
-    given: dict[str, str] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise GanError(
-                f"argument {arg!r} is not key=value: write e.g. `python -m gan.sample "
-                f"ckpt=last.ckpt n=16` (options: {', '.join(OPTIONS)})."
-            )
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, OPTIONS, n=1)
-            guess = f"did you mean {close[0]}=? " if close else ""
-            raise GanError(f"unknown option {key!r}: {guess}the options are {', '.join(OPTIONS)}.")
-        given[key] = value
-    cfg = OmegaConf.structured(SampleConfig)
-    for key, value in given.items():
-        try:  # one at a time, so the message names the culprit
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
-        except OmegaConfBaseException as e:
-            kind = SampleConfig.__dataclass_fields__[key].type
-            raise GanError(f"{key}={value!r} is invalid: it must be of type {kind}.") from e
-    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
-        raise GanError(f"no checkpoint given (ckpt=...). {HINT}.")
+    cfg, given = parse_options(argv, SampleConfig, "python -m gan.sample ckpt=last.ckpt n=16")
     if cfg.format not in FORMATS:
         raise GanError(f"format={cfg.format!r} is unknown: use one of {', '.join(FORMATS)}.")
     if cfg.n < 1:
@@ -105,8 +92,15 @@ def parse(argv: Sequence[str]) -> DictConfig:
         raise GanError(f"nrow={cfg.nrow} is invalid: it must be >= 1 (or null for the default).")
     if cfg.steps < 2:
         raise GanError(f"steps={cfg.steps} is invalid: a walk needs >= 2 images.")
-    if not cfg.interpolate and ({"steps", "spherical"} & given.keys()):
+    if not cfg.interpolate and ({"steps", "spherical"} & given):
         raise GanError("steps= and spherical= shape a latent walk: add interpolate=true.")
+    picked = [k for k in ("label", "labels", "per_class") if k in given]
+    if len(picked) > 1:
+        raise GanError(f"{' and '.join(picked)} both pick classes: give one of them.")
+    if cfg.per_class is not None and cfg.per_class < 1:
+        raise GanError(f"per_class={cfg.per_class} is invalid: it must be >= 1.")
+    if cfg.labels is not None and not cfg.labels:
+        raise GanError("labels=[] is empty: give one class or more, e.g. labels=[0,1,2].")
     if cfg.out is None or cfg.out == "":
         cfg.out = DEFAULT_OUT[cfg.format]
     return cfg
@@ -177,19 +171,44 @@ def load_gan(path: Path) -> GAN:
 # ---- sampling --------------------------------------------------------------------------
 
 
+def classes(module: GAN, cfg: DictConfig, n: int) -> Tensor | None:
+    """The class of each of the n images (n,), None for an unconditional checkpoint."""
+    import torch
+
+    k = module.num_classes
+    asked = [cfg.label] if cfg.label is not None else list(cfg.labels or [])
+    if not k:
+        if asked or cfg.per_class is not None:
+            raise GanError(
+                f"{cfg.ckpt} is unconditional (trained with condition=none): it has no classes "
+                f"to pick. Drop label=, labels= and per_class=, or train with "
+                f"condition=projection (or concat, acgan)."
+            )
+        return None
+    bad = [c for c in asked if not 0 <= c < k]
+    if bad:
+        raise GanError(f"label {bad[0]} is outside this checkpoint's classes: use 0 to {k - 1}.")
+    if cfg.per_class is not None:
+        return torch.arange(k).repeat_interleave(cfg.per_class)  # one row per class
+    if asked:
+        return torch.tensor(asked).repeat(math.ceil(n / len(asked)))[:n]
+    return module.sample_labels(n, generator=torch.Generator().manual_seed(cfg.seed + 1)).cpu()
+
+
 def draw(module: GAN, cfg: DictConfig) -> Tensor:
     """The images, float32 (N, C, H, W) in [0, 1]: n samples, or n walks of `steps` images."""
     import torch
 
     from gan.sampling import generate, to_unit_range, walk
 
+    n = module.num_classes * cfg.per_class if cfg.per_class is not None else cfg.n
+    labels = classes(module, cfg, n)  # (n,) or None
     gen = torch.Generator().manual_seed(cfg.seed)
-    z = module.sample_z(cfg.n, generator=gen)  # (n, D)
-    if cfg.interpolate:
-        z = walk(
-            z, module.sample_z(cfg.n, generator=gen), cfg.steps, cfg.spherical
-        )  # (n * steps, D)
-    images = generate(module, z, ema=cfg.ema)  # (N, C, H, W) in G's range
+    z = module.sample_z(n, generator=gen)  # (n, D)
+    if cfg.interpolate:  # n walks, each at its own class
+        z = walk(z, module.sample_z(n, generator=gen), cfg.steps, cfg.spherical)  # (n * steps, D)
+        labels = labels.repeat_interleave(cfg.steps) if labels is not None else None
+    images = generate(module, z, labels, ema=cfg.ema)  # (N, C, H, W) in G's range
     return to_unit_range(images, module.cfg.model.output).cpu()
 
 
@@ -204,7 +223,8 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
     out = Path(cfg.out).expanduser()
     try:
         if cfg.format == "grid":
-            nrow = cfg.nrow or (cfg.steps if cfg.interpolate else math.ceil(math.sqrt(cfg.n)))
+            walk_or_class = cfg.steps if cfg.interpolate else cfg.per_class
+            nrow = cfg.nrow or walk_or_class or math.ceil(math.sqrt(len(images)))
             save_png(make_grid(images, nrow=nrow), out)  # padding 2, as make_grid's default
         elif cfg.format == "png":
             out.mkdir(parents=True, exist_ok=True)
@@ -218,8 +238,8 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
     return out
 
 
-def sample(cfg: DictConfig) -> Path:
-    """Load the checkpoint, draw, write; returns the path written."""
+def sample(cfg: DictConfig) -> tuple[Path, int]:
+    """Load the checkpoint, draw, write; returns the path written and the image count."""
     out = Path(cfg.out).expanduser()
     ckpt = Path(cfg.ckpt).expanduser()
     ckpt = check_ckpt(ckpt)  # both before loading anything: fail in a blink
@@ -230,7 +250,8 @@ def sample(cfg: DictConfig) -> Path:
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
             f"drop ema=true, or train with ema.enabled=true."
         )
-    return write(draw(module, cfg), cfg)
+    images = draw(module, cfg)
+    return write(images, cfg), len(images)
 
 
 def main(argv: Sequence[str] | None = None) -> Path | None:
@@ -241,10 +262,9 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
         return None
     try:
         cfg = parse(args)
-        path = sample(cfg)
+        path, count = sample(cfg)
     except GanError as err:
         raise SystemExit(f"error: {err}") from None
-    count = cfg.n * (cfg.steps if cfg.interpolate else 1)
     print(f"wrote {count} images to {path}")
     return path
 

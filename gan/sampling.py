@@ -51,6 +51,17 @@ def sample_z(
     return NOISES[dist]((n, dim), generator, where).to(device)
 
 
+def sample_labels(
+    num_classes: int,
+    n: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Uniformly random class labels (n,) in [0, num_classes), on `device` (as `sample_z`)."""
+    where = generator.device if generator is not None else device
+    return torch.randint(num_classes, (n,), generator=generator, device=where).to(device)
+
+
 def value_range(output: str) -> tuple[float, float]:
     """G's image range for `model.output` ("tanh" or "sigmoid")."""
     if output not in RANGES:
@@ -65,19 +76,29 @@ def to_unit_range(images: Tensor, output: str) -> Tensor:
 
 
 @torch.no_grad()
-def generate(module: GAN, z: Tensor, ema: bool | None = None, batch_size: int = 1024) -> Tensor:
-    """G(z) in eval mode, restoring G's train/eval mode (BatchNorm, Dropout) afterwards.
+def generate(
+    module: GAN,
+    z: Tensor,
+    labels: Tensor | None = None,
+    ema: bool | None = None,
+    batch_size: int = 1024,
+) -> Tensor:
+    """G(z) (or G(z, labels)) in eval mode, restoring G's train/eval mode afterwards.
 
-    z (N, noise.dim) -> images float32 (N, C, H, W) in G's output range, computed
-    `batch_size` at a time. `ema`: None takes the EMA copy of G when the module keeps one,
-    True demands it (GanError without one), False takes G itself.
+    z (N, noise.dim), labels (N,) class indices or (N, num_classes) class mixtures for a
+    conditional G -> images float32 (N, C, H, W) in G's output range, `batch_size` at a
+    time. `ema`: None takes the EMA copy of G when the module keeps one, True demands it
+    (GanError without one), False takes G itself.
     """
     generator = module.sampling_generator(ema)
     was_training = generator.training
     generator.eval()
     try:
         z = z.to(module.device)
-        return torch.cat([generator(chunk).float() for chunk in z.split(batch_size)])
+        if labels is None:
+            return torch.cat([generator(chunk).float() for chunk in z.split(batch_size)])
+        pairs = zip(z.split(batch_size), labels.to(module.device).split(batch_size))
+        return torch.cat([generator(zc, yc).float() for zc, yc in pairs])
     finally:
         generator.train(was_training)
 

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan.losses import LOSSES, Loss, make_targets
@@ -125,8 +126,16 @@ class StepOutput(NamedTuple):
     fake_logits: Tensor  # (B,)
 
 
+Fakes = tuple[Tensor, Tensor | None]  # images (B, C, H, W), and their labels (B,) if conditioned
+
+
 class GanStep:
-    """One GAN iteration: D updates, then G updates, under one loss record."""
+    """One GAN iteration: D updates, then G updates, under one loss record.
+
+    With `num_classes` > 0 the networks are class-conditional (gan.nets.base): G draws
+    fakes of random classes, D scores reals with their labels and fakes with theirs, and
+    with `aux_weight` > 0 (acgan) both losses add the auxiliary classifier's cross-entropy.
+    """
 
     def __init__(
         self,
@@ -137,6 +146,8 @@ class GanStep:
         g_steps: int = 1,
         penalty_weight: float = 0.0,
         reuse_fake: bool = False,
+        sample_labels: Callable[[int], Tensor] | None = None,
+        aux_weight: float = 0.0,
     ) -> None:
         self.loss = loss
         self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
@@ -144,10 +155,18 @@ class GanStep:
         self.d_steps, self.g_steps = d_steps, g_steps
         self.penalty_weight = penalty_weight
         self.reuse_fake = reuse_fake
+        self.sample_labels = sample_labels  # n -> (n,) class indices; None: unconditional
+        self.aux_weight = aux_weight
 
     @classmethod
-    def from_config(cls, cfg: Any, sample_z: Callable[[int], Tensor]) -> GanStep:
-        """From a config with `loss`, `label_smoothing`, `step_ratio` and `perf` nodes."""
+    def from_config(
+        cls,
+        cfg: Any,
+        sample_z: Callable[[int], Tensor],
+        sample_labels: Callable[[int], Tensor] | None = None,
+    ) -> GanStep:
+        """From a config with `loss`, `label_smoothing`, `step_ratio`, `perf` and `condition`."""
+        conditioned = cfg.condition.name != "none"
         return cls(
             LOSSES[cfg.loss.name],
             cfg.label_smoothing,
@@ -156,36 +175,67 @@ class GanStep:
             g_steps=cfg.step_ratio.g_steps,
             penalty_weight=cfg.loss.gp_weight,
             reuse_fake=cfg.perf.reuse_fake,
+            sample_labels=sample_labels if conditioned else None,
+            aux_weight=cfg.condition.aux_weight if cfg.condition.name == "acgan" else 0.0,
         )
 
+    def fakes(self, g: nn.Module, n: int) -> Fakes:
+        """n fresh fakes from G (with its graph), of random classes when conditioned."""
+        z = self.sample_z(n)
+        if self.sample_labels is None:
+            return g(z), None
+        labels = self.sample_labels(n)
+        return g(z, labels), labels
+
+    def score(self, d: nn.Module, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """D's logits (B,), and its class logits (B, num_classes) under acgan."""
+        if self.sample_labels is None:
+            return d(x), None
+        if self.aux_weight:
+            return d(x, labels, aux=True)
+        return d(x, labels), None
+
     def d_update(
-        self, g: nn.Module, d: nn.Module, real: Tensor, updates: Updates, keep_fake: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """One D update on real images (B, 1, H, W) and as many fresh fakes.
+        self,
+        g: nn.Module,
+        d: nn.Module,
+        real: Tensor,
+        updates: Updates,
+        keep_fake: bool = False,
+        labels: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Fakes | None]:
+        """One D update on real images (B, C, H, W) (with their labels) and as many fakes.
 
         With keep_fake, the fakes are made with G's graph and returned, so the next G
         update can reuse them instead of running G again (perf.reuse_fake).
         """
         n = real.size(0)
-        kept = g(self.sample_z(n)) if keep_fake else None  # (B, 1, H, W), with G's graph
+        kept = self.fakes(g, n) if keep_fake else None  # with G's graph
         with updates.train("d"):
-            fake = kept.detach() if kept is not None else g(self.sample_z(n))  # no graph through G
-            real_logits, fake_logits = d(real), d(fake)  # (B,) each
+            fake, fake_labels = (kept[0].detach(), kept[1]) if kept else self.fakes(g, n)
+            real_logits, real_aux = self.score(d, real, labels)  # (B,), (B, K) or None
+            fake_logits, fake_aux = self.score(d, fake, fake_labels)
             targets = make_targets(self.smoothing, n, real.device, real_logits.dtype)
             loss = self.loss.d(real_logits, fake_logits, targets)
             if self.loss.penalty is not None:
-                loss = loss + self.penalty_weight * self.loss.penalty(d, real, fake)
+                critic = d if labels is None else (lambda x: self.score(d, x, labels)[0])
+                loss = loss + self.penalty_weight * self.loss.penalty(critic, real, fake)
+            if real_aux is not None and fake_aux is not None:
+                aux = F.cross_entropy(real_aux, labels) + F.cross_entropy(fake_aux, fake_labels)
+                loss = loss + self.aux_weight * aux
             updates.step("d", loss)
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
 
     def g_update(
-        self, g: nn.Module, d: nn.Module, n: int, updates: Updates, fake: Tensor | None = None
+        self, g: nn.Module, d: nn.Module, n: int, updates: Updates, fake: Fakes | None = None
     ) -> Tensor:
-        """One G update on n fresh latent vectors (or on `fake`, kept from the D update)."""
+        """One G update on n fresh fakes (or on `fake`, kept from the D update)."""
         with updates.train("g"):  # no gradients for D's weights
-            if fake is None:
-                fake = g(self.sample_z(n))  # (n, 1, H, W)
-            loss = self.loss.g(d(fake))  # D(G(z)): (n,)
+            images, labels = fake if fake is not None else self.fakes(g, n)  # (n, C, H, W)
+            logits, aux = self.score(d, images, labels)  # D(G(z)): (n,)
+            loss = self.loss.g(logits)
+            if aux is not None:
+                loss = loss + self.aux_weight * F.cross_entropy(aux, labels)
             updates.step("g", loss)
         return loss.detach()
 
@@ -196,12 +246,19 @@ class GanStep:
         real: Tensor,
         updates: Updates,
         after_g_update: Callable[[], None] | None = None,
+        labels: Tensor | None = None,
     ) -> StepOutput:
-        """One iteration on `real` (d_steps * B, 1, H, W): one fresh chunk per D update."""
+        """One iteration on `real` (d_steps * B, C, H, W): one fresh chunk per D update.
+
+        `labels` (d_steps * B,) are the reals' classes; a conditioned step needs them.
+        """
         chunks = real.chunk(self.d_steps)
-        for i, chunk in enumerate(chunks):
+        label_chunks = labels.chunk(self.d_steps) if labels is not None else [None] * len(chunks)
+        for i, (chunk, chunk_labels) in enumerate(zip(chunks, label_chunks)):
             keep = self.reuse_fake and i == len(chunks) - 1
-            d_loss, real_logits, fake_logits, kept = self.d_update(g, d, chunk, updates, keep)
+            d_loss, real_logits, fake_logits, kept = self.d_update(
+                g, d, chunk, updates, keep, chunk_labels
+            )
         for j in range(self.g_steps):
             g_loss = self.g_update(g, d, chunk.size(0), updates, kept if j == 0 else None)
             if after_g_update is not None:

@@ -65,7 +65,9 @@ def train(cfg: DictConfig) -> float | None:
     check_accelerator(cfg.trainer.accelerator)
     check_writable(cfg.paths.output_dir)
     if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
-        check_resume_checkpoint(cfg.ckpt_path, to_dict(cfg.model), ema=cfg.ema.enabled)
+        check_resume_checkpoint(
+            cfg.ckpt_path, to_dict(cfg.model), cfg.ema.enabled, to_dict(cfg.condition)
+        )
     resume_into_run_folder(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,9 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
         m = cfg.metrics
-        load_or_train(m.root, m.split, m.download, max_epochs=m.classifier_epochs)
+        load_or_train(
+            m.root, m.split, m.download, max_epochs=m.classifier_epochs, dataset=m.dataset
+        )
     run = build(cfg)
     for logger in run.loggers:
         logger.log_hyperparams(to_dict(cfg))

@@ -1,9 +1,11 @@
-"""Tiny, valid MNIST idx files for tests: no network, no real data needed.
+"""Tiny, valid MNIST-family idx files for tests: no network, no real data needed.
 
 `write_tiny_mnist(tmp_path)` writes `tmp_path/MNIST/raw/train-images-idx3-ubyte` and
 `train-labels-idx1-ubyte` (torchvision's names), so `MNISTDataModule(root=tmp_path,
 download=False)` loads them. With `gz=True` the files are gzipped; their md5 then differs
-from torchvision's, which is what the md5 check must catch.
+from torchvision's, which is what the md5 check must catch. `write_tiny(root, dataset)`
+does the same for any data set of `gan.mnist.DATASETS` in its own folder and file names
+(EMNIST letters: images stored transposed, labels 1..26, as in the real files).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-_PREFIX = {"train": ("train",), "test": ("t10k",), "all": ("train", "t10k")}
+_PARTS = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
 
 
 def tiny_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -35,19 +37,31 @@ def _idx_bytes(t: torch.Tensor) -> bytes:
     return header + t.contiguous().numpy().tobytes()
 
 
-def write_tiny_mnist(
-    root: str | Path, split: str = "train", n: int = 64, gz: bool = False, seed: int = 0
+def write_tiny(
+    root: str | Path,
+    dataset: str = "mnist",
+    split: str = "train",
+    n: int = 64,
+    gz: bool = False,
+    seed: int = 0,
 ) -> Path:
-    """Write `n` images and labels (0..9 cycling) per split under `root/MNIST/raw/`.
+    """Write `n` images and labels per split of `dataset` where torchvision keeps its files.
 
-    `split` is "train", "test" or "all" (both, the test split seeded with seed + 1).
+    Loading gives back `tiny_images(n, seed)` (the test split: seed + 1 with "all", else
+    seed) upright and labels `arange(n) % num_classes`. `split` is "train", "test" or "all".
     Returns the raw folder.
     """
-    raw = Path(root) / "MNIST" / "raw"
+    from gan.mnist import DATASETS
+
+    spec = DATASETS[dataset]
+    raw = Path(root) / spec.folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for i, prefix in enumerate(_PREFIX[split]):
-        images = tiny_images(n, seed + i)  # (n, 28, 28) uint8
-        labels = (torch.arange(n) % 10).to(torch.uint8)  # (n,)
+    for i, part in enumerate(_PARTS[split]):
+        prefix = spec.prefixes[part]
+        images = tiny_images(n, seed + i)  # (n, 28, 28) uint8, upright
+        if spec.transposed:
+            images = images.transpose(1, 2)
+        labels = (torch.arange(n) % spec.num_classes + spec.label_offset).to(torch.uint8)  # (n,)
         for name, t in (
             (f"{prefix}-images-idx3-ubyte", images),
             (f"{prefix}-labels-idx1-ubyte", labels),
@@ -58,3 +72,14 @@ def write_tiny_mnist(
             else:
                 (raw / name).write_bytes(data)
     return raw
+
+
+def write_tiny_mnist(
+    root: str | Path, split: str = "train", n: int = 64, gz: bool = False, seed: int = 0
+) -> Path:
+    """Write `n` images and labels (0..9 cycling) per split under `root/MNIST/raw/`.
+
+    `split` is "train", "test" or "all" (both, the test split seeded with seed + 1).
+    Returns the raw folder.
+    """
+    return write_tiny(root, "mnist", split, n, gz, seed)

@@ -76,7 +76,7 @@ def test_every_option_composes_and_instantiates(make_cfg: MakeCfg, group: str, o
     )
     z = module.sample_z(2)
     assert z.shape == (2, cfg.noise.dim)
-    assert module(z).shape == (2, 1, cfg.model.img_size, cfg.model.img_size)
+    assert module(z).shape == (2, cfg.model.channels, cfg.model.img_size, cfg.model.img_size)
     assert len(module.configure_optimizers()) == 2
     assert instantiate(cfg.data).batch_size == cfg.data.batch_size
     for node in (*cfg.callbacks.values(), *cfg.logger.values()):

@@ -29,7 +29,8 @@ class DumpRankWeights(L.Callback):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("condition", ["none", "acgan"])
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, condition: str) -> None:
     root = tmp_path / "mnist"
     write_tiny_mnist(root, split="train", n=128)
     run = tmp_path / "run"
@@ -42,6 +43,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
             "trainer.accelerator=cpu",
             "trainer.devices=2",
             "model=dcgan",
+            f"condition={condition}",
             "model.generator.base_channels=8",
             "model.discriminator.base_channels=8",
             f"data.root={root}",

@@ -4,7 +4,7 @@ From the same weights, noise (the same RNG state) and real images, one iteration
 module inside `trainer.fit` and one of the plain floor (`gan.floor.PlainLoop`) must
 leave bit-identical weights, for every kind of step: losses with and without targets,
 the gradient penalty, label smoothing that draws noise, uniform latents, a D:G ratio,
-reuse of fakes and clipping.
+reuse of fakes, clipping and each kind of class conditioning.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Capture(L.Callback):
             self.g = {k: v.clone() for k, v in pl_module.generator.state_dict().items()}
             self.d = {k: v.clone() for k, v in pl_module.discriminator.state_dict().items()}
             self.real = batch[0].clone()  # (d_steps * B, 1, 28, 28), in the model's range
+            self.labels = batch[1].clone()  # (d_steps * B,)
             self.rng = torch.get_rng_state()
 
 
@@ -48,6 +49,9 @@ CASES = {
         "optimizer.clip_norm=0.1",
         "optimizer.clip_value=0.01",
     ],
+    "projection-d2g1": ["condition=projection", "step_ratio=d2g1"],
+    "acgan-wgan_gp-reuse-fake": ["condition=acgan", "loss=wgan_gp", "perf.reuse_fake=true"],
+    "concat-lsgan": ["condition=concat", "loss=lsgan"],
 }
 
 
@@ -72,7 +76,7 @@ def test_one_iteration_of_the_module_and_of_the_floor_give_the_same_weights(
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.module.iteration == 1
 
-    floor = PlainLoop(cfg, capture.real, torch.device("cpu"))
+    floor = PlainLoop(cfg, capture.real, torch.device("cpu"), labels=capture.labels)
     floor.g.load_state_dict(capture.g)
     floor.d.load_state_dict(capture.d)
     torch.set_rng_state(capture.rng)

@@ -76,11 +76,11 @@ def check_dropout(model: str, p: float) -> None:
         )
 
 
-def check_images(x: Tensor, img_size: int, model: str) -> None:
-    """Raise `GanError` unless `x` is a batch of 1-channel img_size x img_size images."""
-    if x.dim() != 4 or x.shape[1] != 1:
+def check_images(x: Tensor, img_size: int, model: str, channels: int = 1) -> None:
+    """Raise `GanError` unless `x` is a batch of `channels`-channel img_size x img_size images."""
+    if x.dim() != 4 or x.shape[1] != channels:
         raise GanError(
-            f"model '{model}' expects grayscale images of shape (B, 1, {img_size}, {img_size}) "
+            f"model '{model}' expects images of shape (B, {channels}, {img_size}, {img_size}) "
             f"but got shape {tuple(x.shape)}"
         )
     h, w = x.shape[-2:]
@@ -109,32 +109,3 @@ def check_nets(model_cfg: Any, generator: nn.Module, discriminator: nn.Module) -
             f"model.output={model_cfg.output} but the generator ends in {generator.output}; "
             f"set model.output={generator.output}."
         )
-
-
-class BaseGenerator(nn.Module):
-    """G's interface: `forward(z)` (B, latent_dim) -> (B, 1, img_size, img_size), in the range
-    of `output`. Subclasses call `super().__init__(latent_dim)`, which checks it."""
-
-    img_size: int = 28
-    output: str = "tanh"
-
-    def __init__(self, latent_dim: int) -> None:
-        super().__init__()
-        check_latent_dim(latent_dim)
-        self.latent_dim = latent_dim
-
-    def forward(self, z: Tensor) -> Tensor:
-        # The conv generators' default: z as a (B, latent_dim, 1, 1) map into `self.net`.
-        return self.net(z.view(z.size(0), -1, 1, 1))
-
-
-class BaseDiscriminator(nn.Module):
-    """D's interface: `self.net` maps (B, 1, img_size, img_size) images to one value each;
-    `forward` checks the images and returns raw logits (B,) (no sigmoid: the loss has it)."""
-
-    img_size: int = 28
-    family: str = ""  # the `model` option, named in errors
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_images(x, self.img_size, self.family)
-        return self.net(x).view(-1)  # (B,) logits

@@ -10,9 +10,12 @@ Paddle's default slope 0.02 in D, BN after its second conv block and its fc laye
 weights and zero biases (Fluid's defaults).
 """
 
+from typing import Any
+
 from torch import Tensor, nn
 
-from gan.nets import BaseDiscriminator, BaseGenerator, check_positive, init_xavier_weights
+from gan.nets import check_positive, init_xavier_weights
+from gan.nets.base import BaseDiscriminator, BaseGenerator
 
 NAME = "paddle"
 
@@ -23,13 +26,14 @@ class Generator(BaseGenerator):
         latent_dim: int = 100,
         base_channels: int = 64,
         hidden: int = 2048,  # the book's first fc width (gfc_dim)
+        **cond: Any,
     ) -> None:
-        super().__init__(latent_dim)
+        super().__init__(latent_dim, **cond)
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
         ch = base_channels
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, hidden, bias=False),  # (B, hidden); bias=False: BN follows
+            nn.Linear(self.in_dim, hidden, bias=False),  # (B, hidden); bias=False: BN follows
             nn.BatchNorm1d(hidden),
             nn.ReLU(True),
             nn.Linear(hidden, 2 * ch * 7 * 7, bias=False),  # (B, 2ch*7*7)
@@ -42,13 +46,14 @@ class Generator(BaseGenerator):
         self.conv = nn.Sequential(
             nn.ConvTranspose2d(2 * ch, 2 * ch, 5, 2, 2, output_padding=1),  # (B, 2ch, 14, 14)
             nn.ReLU(True),  # no BN here, as in the book
-            nn.ConvTranspose2d(2 * ch, 1, 5, 2, 2, output_padding=1),  # (B, 1, 28, 28)
+            nn.ConvTranspose2d(2 * ch, self.channels, 5, 2, 2, output_padding=1),  # (B, C, 28, 28)
             nn.Tanh(),
         )
+        self.attach_condition()
         init_xavier_weights(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.conv(self.fc(z))  # (B, 1, 28, 28)
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.conv(self.fc(self.inputs(z, labels)))  # (B, C, 28, 28)
 
 
 class Discriminator(BaseDiscriminator):
@@ -59,14 +64,15 @@ class Discriminator(BaseDiscriminator):
         base_channels: int = 64,
         hidden: int = 1024,  # the book's fc width before the logit (dfc_dim)
         negative_slope: float = 0.02,  # Paddle's leaky_relu default alpha
+        **cond: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**cond)
         check_positive(NAME, "base_channels", base_channels)
         check_positive(NAME, "hidden", hidden)
         ch = base_channels
         # Paddle's simple_img_conv_pool: an unpadded 5x5 conv, its activation, 2x2 max pool.
         self.net = nn.Sequential(
-            nn.Conv2d(1, ch, 5),  # (B, ch, 24, 24)
+            nn.Conv2d(self.in_channels, ch, 5),  # (B, ch, 24, 24)
             nn.LeakyReLU(negative_slope),
             nn.MaxPool2d(2),  # (B, ch, 12, 12)
             nn.Conv2d(ch, 2 * ch, 5),  # (B, 2ch, 8, 8)
@@ -79,4 +85,5 @@ class Discriminator(BaseDiscriminator):
             nn.LeakyReLU(negative_slope),
             nn.Linear(hidden, 1),  # (B, 1)
         )
+        self.attach_condition()
         init_xavier_weights(self)

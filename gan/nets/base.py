@@ -1,0 +1,178 @@
+"""The G/D interface every architecture family implements, and class conditioning.
+
+A family's `Generator(latent_dim, ..., **cond)` subclasses `BaseGenerator` and builds
+`self.net` from `self.in_dim` inputs (the latent size, plus the label embedding when
+conditioned) to `self.channels` output channels. A family's `Discriminator(..., **cond)`
+subclasses `BaseDiscriminator` and builds `self.net` from `self.in_channels` input
+channels: every layer but the last is D's *features*, the last its *head* (one logit).
+Both call `self.attach_condition()` once their `net` exists; with `condition="none"` it
+adds nothing, so unconditional networks and their checkpoints are as they always were.
+
+Conditioning (`condition.name`, Mirza & Osindero 2014; Miyato & Koyama 2018; Odena et
+al. 2017): G always takes a learned label embedding concatenated to z. D takes the label
+    concat      as `embed_dim` learned planes concatenated to its input image;
+    projection  as the inner product of a class embedding with its pooled features,
+                added to the logit;
+    acgan       not at all: an auxiliary head predicts the class from its pooled
+                features (`forward(x, labels, aux=True)` returns both outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gan.errors import GanError
+from gan.nets import check_images, check_latent_dim
+
+CONDITIONS = ("none", "concat", "projection", "acgan")  # `condition.name`
+
+
+def _check_condition(condition: str, num_classes: int, channels: int) -> None:
+    if condition not in CONDITIONS:
+        raise GanError(f"condition={condition!r} is unknown: use one of {', '.join(CONDITIONS)}.")
+    if condition != "none" and num_classes < 2:
+        raise GanError(
+            f"condition={condition} needs labelled data with 2 or more classes, but "
+            f"num_classes={num_classes}. Use condition=none, or a labelled data set."
+        )
+    if channels < 1:
+        raise GanError(f"data.channels={channels} is invalid: images need at least 1 channel.")
+
+
+def _embed(embedding: nn.Embedding, labels: Tensor | None, what: str) -> Tensor:
+    """Class indices (B,) -> (B, E); soft labels (B, num_classes) mix the class embeddings."""
+    if labels is None:
+        raise GanError(f"this {what} is class-conditional: pass labels (B,) with the inputs")
+    if labels.is_floating_point():
+        return labels.to(embedding.weight.dtype) @ embedding.weight
+    return embedding(labels)
+
+
+class BaseGenerator(nn.Module):
+    """G: `forward(z, labels=None)`, z (B, latent_dim) -> (B, channels, img_size, img_size)
+    in the range of `output`."""
+
+    img_size: int = 28
+    output: str = "tanh"
+
+    def __init__(
+        self,
+        latent_dim: int,
+        channels: int = 1,
+        condition: str = "none",
+        num_classes: int = 0,
+        embed_dim: int = 10,
+    ) -> None:
+        super().__init__()
+        check_latent_dim(latent_dim)
+        _check_condition(condition, num_classes, channels)
+        self.latent_dim, self.channels = latent_dim, channels
+        self.condition, self.num_classes = condition, num_classes if condition != "none" else 0
+        self.embed_dim = embed_dim if self.num_classes else 0
+        self.in_dim = latent_dim + self.embed_dim  # what the family's first layer takes
+
+    def attach_condition(self) -> None:
+        self.label_embedding = (
+            nn.Embedding(self.num_classes, self.embed_dim) if self.num_classes else None
+        )
+
+    def inputs(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """z (B, latent_dim), with the label embedding appended when conditioned: (B, in_dim)."""
+        if self.label_embedding is None:
+            return z
+        return torch.cat([z, _embed(self.label_embedding, labels, "generator").to(z.dtype)], 1)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        # The conv generators' default: the inputs as a (B, in_dim, 1, 1) map into `self.net`.
+        z = self.inputs(z, labels)
+        return self.net(z.view(z.size(0), -1, 1, 1))
+
+
+class BaseDiscriminator(nn.Module):
+    """D: `forward(x, labels=None, aux=False)`, images (B, channels, img_size, img_size) ->
+    raw logits (B,) (no sigmoid: the loss has it); with aux (acgan), also class logits."""
+
+    img_size: int = 28
+    family: str = ""  # the `model` option, named in errors
+
+    def __init__(
+        self, channels: int = 1, condition: str = "none", num_classes: int = 0, embed_dim: int = 10
+    ) -> None:
+        super().__init__()
+        _check_condition(condition, num_classes, channels)
+        self.channels, self.condition = channels, condition
+        self.num_classes = num_classes if condition != "none" else 0
+        self.embed_dim = embed_dim if condition == "concat" else 0
+        self.in_channels = channels + self.embed_dim  # what the family's first layer takes
+
+    def attach_condition(self) -> None:
+        """Add the label planes, projection or auxiliary head (after `self.net` exists)."""
+        c, k = self.condition, self.num_classes
+        self.label_planes = nn.Embedding(k, self.embed_dim) if c == "concat" else None
+        self.projection: nn.Embedding | None = None
+        self.aux_head: nn.Linear | None = None
+        if c in ("projection", "acgan"):
+            width = self.pooled(self._features_probe()).size(1)
+            if c == "projection":
+                self.projection = nn.Embedding(k, width)
+                nn.init.normal_(self.projection.weight, 0.0, 0.02)  # small: starts as plain D
+            else:
+                self.aux_head = nn.Linear(width, k)
+
+    def _features_probe(self) -> Tensor:
+        was = self.training
+        self.eval()  # no BatchNorm statistics change, no dropout draw
+        try:
+            with torch.no_grad():
+                x = torch.zeros(2, self.in_channels, self.img_size, self.img_size)
+                return self.net[:-1](x)
+        finally:
+            self.train(was)
+
+    @staticmethod
+    def pooled(h: Tensor) -> Tensor:
+        """D's features as one vector per image: a conv map summed over space (Miyato's
+        projection D does the same), or a flat layer as it is: (B, F)."""
+        return h.flatten(2).sum(2) if h.dim() == 4 else h
+
+    def forward(
+        self, x: Tensor, labels: Tensor | None = None, aux: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        check_images(x, self.img_size, self.family, self.channels)
+        if self.condition == "none":
+            return self.net(x).view(-1)  # (B,) logits
+        if self.label_planes is not None:  # concat: (B, C + E, H, W)
+            planes = _embed(self.label_planes, labels, "discriminator").to(x.dtype)
+            x = torch.cat([x, planes[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
+        h = self.net[:-1](x)  # the features
+        logits = self.net[-1](h).view(-1)  # (B,) the head
+        if self.projection is not None:
+            embedded = _embed(self.projection, labels, "discriminator").to(h.dtype)
+            logits = logits + (embedded * self.pooled(h)).sum(1)
+        if aux:
+            if self.aux_head is None:
+                raise GanError("aux=True needs condition=acgan: this D has no auxiliary head")
+            return logits, self.aux_head(self.pooled(h))  # (B,), (B, num_classes)
+        return logits
+
+
+def build_nets(cfg: Any) -> tuple[BaseGenerator, BaseDiscriminator]:
+    """G and D from a config's `model` and `condition` nodes, checked against the config."""
+    from hydra.utils import instantiate
+
+    from gan.nets import check_nets
+
+    kwargs: dict[str, Any] = {"channels": cfg.model.channels}
+    if cfg.condition.name != "none":
+        kwargs |= {
+            "condition": cfg.condition.name,
+            "num_classes": cfg.condition.num_classes,
+            "embed_dim": cfg.condition.embed_dim,
+        }
+    generator = instantiate(cfg.model.generator, **kwargs)
+    discriminator = instantiate(cfg.model.discriminator, **kwargs)
+    check_nets(cfg.model, generator, discriminator)
+    return generator, discriminator
