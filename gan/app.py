@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from gan.explore import (
     num_classes,
     sample_grid,
 )
-from gan.options import parse_options
+from gan.options import command, parse_options
 
 if TYPE_CHECKING:  # torch, lightning and gradio load only once the arguments are fine
     import gradio as gr
@@ -279,14 +278,7 @@ def serve(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The command line: parse key=value arguments, serve; GanError -> `error: ...`, exit 1."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__)
-        return
-    try:
-        serve(parse(args))
-    except GanError as err:
-        raise SystemExit(f"error: {err}") from None
+    command(argv, __doc__, lambda args: serve(parse(args)))
 
 
 if __name__ == "__main__":

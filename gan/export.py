@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from omegaconf import MISSING, DictConfig
 
 from gan.errors import GanError, first_line
 from gan.explore import num_classes
-from gan.options import parse_options
+from gan.options import command, parse_options
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -264,22 +263,19 @@ def export(cfg: DictConfig) -> tuple[Path, float]:
 
 def main(argv: Sequence[str] | None = None) -> Path | None:
     """The command line: parse key=value arguments, export; GanError -> `error: ...`, exit 1."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__)
-        return None
-    try:
+
+    def run(args: list[str]) -> Path:
         cfg = parse(args)
         path, worst = export(cfg)
-    except GanError as err:
-        raise SystemExit(f"error: {err}") from None
-    runtime = "onnxruntime" if cfg.format == "onnx" else "torch.jit"
-    batches = " and ".join(map(str, CHECK_BATCHES))
-    print(
-        f"wrote {path}: {runtime} and PyTorch agree on batches of {batches} "
-        f"(max abs difference {worst:.2e} <= {TOLERANCE:g})"
-    )
-    return path
+        runtime = "onnxruntime" if cfg.format == "onnx" else "torch.jit"
+        batches = " and ".join(map(str, CHECK_BATCHES))
+        print(
+            f"wrote {path}: {runtime} and PyTorch agree on batches of {batches} "
+            f"(max abs difference {worst:.2e} <= {TOLERANCE:g})"
+        )
+        return path
+
+    return command(argv, __doc__, run)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -45,3 +47,19 @@ def parse_options(argv: Sequence[str], schema: type, example: str) -> tuple[Dict
     if "ckpt" in options and (OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt):
         raise GanError(f"no checkpoint given (ckpt=...). {CKPT_HINT}.")
     return cfg, set(given)
+
+
+T = TypeVar("T")
+
+
+def command(argv: Sequence[str] | None, doc: str | None, run: Callable[[list[str]], T]) -> T | None:
+    """The frame of a `python -m gan.<tool> key=value ...` entry: `--help` prints `doc`;
+    `run(args)` does the work; a GanError prints one `error: ...` line and exits 1."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(doc)
+        return None
+    try:
+        return run(args)
+    except GanError as err:
+        raise SystemExit(f"error: {err}") from None

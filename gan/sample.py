@@ -34,7 +34,6 @@ print one `error: ...` line and exit with status 1.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from omegaconf import MISSING, DictConfig
 
 from gan.errors import GanError, first_line, read_checkpoint
 from gan.files import check_writable, resolve_checkpoint
-from gan.options import CKPT_HINT, parse_options
+from gan.options import CKPT_HINT, command, parse_options
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -256,17 +255,13 @@ def sample(cfg: DictConfig) -> tuple[Path, int]:
 
 def main(argv: Sequence[str] | None = None) -> Path | None:
     """The command line: parse key=value arguments, sample; GanError -> `error: ...`, exit 1."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__)
-        return None
-    try:
-        cfg = parse(args)
-        path, count = sample(cfg)
-    except GanError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(f"wrote {count} images to {path}")
-    return path
+
+    def run(args: list[str]) -> Path:
+        path, count = sample(parse(args))
+        print(f"wrote {count} images to {path}")
+        return path
+
+    return command(argv, __doc__, run)
 
 
 if __name__ == "__main__":
