@@ -165,7 +165,9 @@ def build_nets(cfg: Any) -> tuple[BaseGenerator, BaseDiscriminator]:
 
     from gan.nets import check_nets
 
-    kwargs: dict[str, Any] = {"channels": cfg.model.channels}
+    # Only what differs from a plain 1-channel unconditional pair, so that networks of
+    # one's own (any nn.Module pair through `model.generator._target_`) need none of it.
+    kwargs: dict[str, Any] = {"channels": cfg.model.channels} if cfg.model.channels != 1 else {}
     if cfg.condition.name != "none":
         kwargs |= {
             "condition": cfg.condition.name,
