@@ -4,7 +4,8 @@
     python bench/conditional.py --recipes cgan_mnist
 
 Each recipe trains through `python -m gan.train experiment=<name>` (bench/recipes.py's
-runner) into `<out>/<name>/`. The table gives label accuracy and intra-FID (conditional
+runner) into `<out>/runs/<name>/`; a run that finished before is read again, not retrained
+(`--fresh` retrains). The table gives label accuracy and intra-FID (conditional
 recipes), the FID-like score against its floor, modes covered and KL (Stacked MNIST), and
 seconds. For `cgan_mnist` it also draws `label=7 n=64` from the last checkpoint with
 `python -m gan.sample`, scores the sevens with the project's classifier, and writes a
@@ -55,6 +56,9 @@ def main() -> None:
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
     p.add_argument("--split", default="test")
     p.add_argument("--out", default=str(ROOT / "bench" / "conditional"))
+    p.add_argument(
+        "--fresh", dest="reuse", action="store_false", help="retrain runs that finished before"
+    )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every recipe")
     args = p.parse_args()
     out = Path(args.out)

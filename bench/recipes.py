@@ -59,10 +59,23 @@ def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) ->
         f"hydra.run.dir={folder}",
         *args.overrides,
     ]
-    print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
-    )
+    done = folder / "result.json"
+    if (
+        getattr(args, "reuse", False)
+        and done.exists()
+        and json.loads(done.read_text())["status"] == "ok"
+    ):
+        print(f"reusing the finished run {folder}", flush=True)
+        proc = subprocess.CompletedProcess(cmd, 0, "", "")
+    else:
+        print("$", " ".join(cmd), flush=True)
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+        )
     result = (
         json.loads((folder / "result.json").read_text())
         if (folder / "result.json").exists()
