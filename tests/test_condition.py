@@ -1,5 +1,6 @@
 """Class-conditional GANs: every `condition` option with every `model`, sampling by label,
-the errors a user meets, and bit-exact resume with conditioning on."""
+the class scores and the errors a user meets (bit-exact resume with conditioning on is
+tests/test_faults.py's `class-conditional` case)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from gan.sample import main as sample_main
 from gan.sampling import generate
 from gan.train import train
 from tests.conftest import TINY
-from tests.test_faults import EVERY, assert_same_training_state, compose_cfg, warm_classifier
+from tests.test_faults import compose_cfg
 
 MakeCfg = Callable[..., DictConfig]
 MODELS = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
@@ -151,34 +152,6 @@ def test_an_unconditional_checkpoint_refuses_labels(make_cfg: MakeCfg, tmp_path:
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit, match="is unconditional .* Drop label="):
         sample_main([f"ckpt={last}", "label=3", f"out={tmp_path / 'x.png'}"])
-
-
-def test_crash_and_resume_with_conditioning_is_bit_exact(
-    make_cfg: MakeCfg, tiny_root: Path, tmp_path: Path
-) -> None:
-    warm_classifier(tiny_root)
-    args = (
-        "model=mlp",
-        "condition=acgan",
-        "trainer.max_epochs=2",
-        "ema.enabled=true",
-        f"callbacks.checkpointing.every_n_iterations={EVERY}",
-    )
-    a = make_cfg(*args)
-    a.paths.output_dir = str(tmp_path / "a")
-    train(a)
-    b = make_cfg(*args)
-    b.paths.output_dir = str(tmp_path / "b")
-    with open_dict(b):
-        b.callbacks.crash = {"_target_": "tests.test_faults.CrashAt", "at": 8}
-    with pytest.raises(RuntimeError, match="crash before"):
-        train(b)
-    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
-    with open_dict(b):
-        del b.callbacks.crash
-        b.ckpt_path = str(last)
-    train(b)
-    assert_same_training_state(tmp_path / "a" / "checkpoints" / "last.ckpt", last)
 
 
 def test_resume_refuses_another_condition(make_cfg: MakeCfg, tmp_path: Path) -> None:

@@ -852,14 +852,19 @@ class CrashAt(L.Callback):
             raise RuntimeError(f"crash before iteration {self.at}")
 
 
-@pytest.mark.parametrize("at", [11, 7], ids=["mid-epoch", "after-an-epoch-end-save"])
+@pytest.mark.parametrize(
+    ("at", "condition"),
+    [(11, "none"), (7, "none"), (8, "acgan")],
+    ids=["mid-epoch", "after-an-epoch-end-save", "class-conditional"],
+)
 def test_crash_and_resume_in_process_is_bit_exact(
-    make_cfg: Callable[..., DictConfig], tiny_root: Path, tmp_path: Path, at: int
+    make_cfg: Callable[..., DictConfig], tiny_root: Path, tmp_path: Path, at: int, condition: str
 ) -> None:
     """The fast cousin of the SIGKILL test: 6 iterations per epoch, saves every 3."""
     warm_classifier(tiny_root)
     args = (
         "model=mlp",
+        f"condition={condition}",
         "trainer.max_epochs=2",
         "ema.enabled=true",
         f"callbacks.checkpointing.every_n_iterations={EVERY}",
