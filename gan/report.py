@@ -35,6 +35,8 @@ from rich.table import Table
 
 HIGHER_IS_BETTER = ("mnist_score", "coverage", "inception", "precision", "recall", "acc")
 COVERAGE = "val/coverage"
+# Scores only some runs log (conditional models, Stacked MNIST): a column when any job has it.
+EXTRA = ("val/label_accuracy", "val/intra_fid", "val/modes", "val/kl")
 ERROR_CHARS = 100
 
 
@@ -49,6 +51,7 @@ class Job:
     final: float | None = None
     best: float | None = None
     coverage: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # the final EXTRA scores it logged
 
 
 def higher_is_better(metric: str) -> bool:
@@ -106,6 +109,10 @@ def load_job(path: Path, name: str, metric: str) -> Job:
         job.best = max(finite) if higher_is_better(metric) else min(finite)
     coverage = read_series(path, COVERAGE)
     job.coverage = coverage[-1] if coverage else None
+    for key in EXTRA:
+        values = read_series(path, key)
+        if values:
+            job.extra[key] = values[-1]
     return job
 
 
@@ -156,7 +163,7 @@ def shorten(text: str, width: int = ERROR_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def header(keys: Sequence[str], metric: str) -> list[str]:
+def header(keys: Sequence[str], metric: str, extras: Sequence[str] = ()) -> list[str]:
     return [
         "job",
         *keys,
@@ -164,6 +171,7 @@ def header(keys: Sequence[str], metric: str) -> list[str]:
         f"final {metric}",
         f"best {metric}",
         f"final {COVERAGE}",
+        *(f"final {k}" for k in extras),
         "time (s)",
         "error",
     ]
@@ -175,7 +183,7 @@ def short_value(text: str) -> str:
     return fmt(number) if number is not None and len(text) > 8 else text
 
 
-def row(job: Job, keys: Sequence[str], raw: bool = False) -> list[str]:
+def row(job: Job, keys: Sequence[str], raw: bool = False, extras: Sequence[str] = ()) -> list[str]:
     """One line of the table: rounded for people, or at full precision for report.csv."""
     num = (lambda v: "" if v is None else repr(v)) if raw else fmt
     values = [job.overrides.get(k, "") for k in keys]
@@ -187,6 +195,7 @@ def row(job: Job, keys: Sequence[str], raw: bool = False) -> list[str]:
         num(job.final),
         num(job.best),
         num(job.coverage),
+        *(num(job.extra.get(k)) for k in extras),
         fmt(job.seconds, 6),
         job.error if raw else shorten(job.error),
     ]
@@ -243,8 +252,9 @@ def report(folders: Sequence[Path], metric: str = "val/fid", out: Path | None = 
     """Print the table and write report.csv, report.md and report.png into `out`."""
     jobs = collect(folders, metric)
     keys = swept_keys(jobs)
-    head = header(keys, metric)
-    rows = [row(job, keys) for job in jobs]
+    extras = [k for k in EXTRA if any(k in job.extra for job in jobs)]
+    head = header(keys, metric, extras)
+    rows = [row(job, keys, extras=extras) for job in jobs]
 
     table = Table(title=f"{len(jobs)} jobs, ranked by best {metric}")
     for name in head:
@@ -262,7 +272,7 @@ def report(folders: Sequence[Path], metric: str = "val/fid", out: Path | None = 
     out = out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
     with (out / "report.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([head, *(row(job, keys, raw=True) for job in jobs)])
+        csv.writer(f).writerows([head, *(row(job, keys, True, extras) for job in jobs)])
     write_markdown(out / "report.md", head, rows)
     wrote = ["report.csv", "report.md"]
     if plot(out / "report.png", jobs, keys, metric):

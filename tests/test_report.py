@@ -173,3 +173,19 @@ def test_clear_errors_for_missing_or_empty_folders(tmp_path: Path) -> None:
         main([str(tmp_path / "empty")])
     with pytest.raises(SystemExit, match=r"^error: .*nowhere is not a folder"):
         main([str(tmp_path / "nowhere")])
+
+
+def test_class_scores_get_columns_when_a_job_logs_them(tmp_path: Path) -> None:
+    root = tmp_path / "multirun" / "cond"
+    make_job(root, "0", ["condition=none"], ok(30.0, 5.0), fid=[40.0, 30.0])
+    cond = make_job(root, "1", ["condition=projection"], ok(20.0, 6.0))
+    (cond / "csv").mkdir()
+    (cond / "csv" / "metrics.csv").write_text(
+        "epoch,step,val/fid,val/label_accuracy,val/intra_fid\n0,9,30.0,0.5,120.0\n1,19,20.0,0.93,98.5\n"
+    )
+    main([str(root)])
+    table = (root / "report.md").read_text()
+    assert "final val/label_accuracy" in table and "final val/intra_fid" in table
+    assert "final val/modes" not in table  # no job logged it: no column
+    line = next(r for r in table.splitlines() if r.startswith("| 1 "))
+    assert "0.93" in line and "98.5" in line
