@@ -60,3 +60,12 @@ def make_cfg(tiny_root: Path, tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
+
+
+def cli_error(main: Callable[[list[str]], object], *args: str) -> str:
+    """The one `error: ...` line a `python -m gan.<tool>` entry exits with on bad input."""
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    return message

@@ -31,7 +31,7 @@ from gan.app import main, run_files
 from gan.config import register
 from gan.explore import Gauge, class_labels, interpolation, sample_grid
 from gan.sample import load_gan
-from tests.conftest import CONF, TINY
+from tests.conftest import CONF, TINY, cli_error
 from tests.test_export import save_untrained
 
 pytest.importorskip("gradio", reason='the app extra: pip install -e ".[app]"')
@@ -223,11 +223,7 @@ def test_gauge_without_classifier_or_data(
 
 
 def error_of(*args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    message = str(info.value.code)
-    assert message.startswith("error: ") and "\n" not in message
-    return message
+    return cli_error(main, *args)
 
 
 def test_bad_arguments_and_checkpoints(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from gan.errors import GanError
 from gan.export import export, main, parse
 from gan.module import GAN
+from tests.conftest import cli_error
 
 pytest.importorskip("onnxruntime", reason='the export extra: pip install -e ".[app]"')
 
@@ -125,11 +126,7 @@ def test_cli_prints_the_difference(
 
 
 def error_of(*args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    message = str(info.value.code)
-    assert message.startswith("error: ") and "\n" not in message
-    return message
+    return cli_error(main, *args)
 
 
 def test_bad_inputs_give_one_line_errors(make_ckpt: Callable[..., Path], tmp_path: Path) -> None:
