@@ -18,6 +18,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from gan.augment import POLICIES
 from gan.errors import GanError
 from gan.losses import LOSSES as loss_registry
 from gan.losses import SMOOTHING
@@ -107,6 +108,29 @@ class EmaConfig:
     enabled: bool = False  # keep an exponential moving average of G's weights (G only)
     decay: float = 0.999  # ~ an average over the last 1,000 G updates
     every_n_steps: int = 1  # update the average after every n-th G update
+    # Ramp the decay up as min(decay, (1 + n) / (10 + n)) after n averaging steps, as
+    # TensorFlow's ExponentialMovingAverage(num_updates=n) does: without it, 0.999^700
+    # leaves half of the random initial weights in the average after 700 updates.
+    warmup: bool = True
+    # BatchNorm running statistics of the EMA G, recomputed from the averaged weights
+    # (forward passes of this many batches of 256 fresh latents) before it draws samples;
+    # 0: average the statistics like weights, which need not match the averaged weights.
+    bn_batches: int = 8
+
+
+@dataclass
+class StabilizeConfig:
+    """Stabilisers, each one flag, for any model, loss and D:G ratio (gan.step, gan.augment)."""
+
+    spectral_norm: bool = False  # spectral normalisation of D's conv and linear layers
+    r1: float = 0.0  # gamma of R1 = gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018)
+    r2: float = 0.0  # gamma of R2, the same on fakes (R3GAN uses both)
+    # Lazy regularisation (StyleGAN2): R1/R2 every n-th D update, scaled by n; 16 saves
+    # most of their cost
+    reg_every: int = 1
+    # DiffAugment policy (Zhao et al. 2020), applied to every image D sees, in both
+    # updates: [] (off), or any of translation, cutout, color
+    diffaug: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -163,6 +187,7 @@ class ModuleConfig:
     )
     perf: PerfConfig = field(default_factory=PerfConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
+    stabilize: StabilizeConfig = field(default_factory=StabilizeConfig)
 
 
 MODULE_GROUPS = tuple(f.name for f in fields(ModuleConfig))
@@ -326,6 +351,14 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(c.noise.dim >= 1, "noise.dim", c.noise.dim, ">= 1")
     _check(0 < c.ema.decay < 1, "ema.decay", c.ema.decay, "within (0, 1)")
     _check(c.ema.every_n_steps >= 1, "ema.every_n_steps", c.ema.every_n_steps, ">= 1")
+    _check(c.ema.bn_batches >= 0, "ema.bn_batches", c.ema.bn_batches, ">= 0")
+    st = c.stabilize
+    for k in ("r1", "r2"):
+        _check(st[k] >= 0, f"stabilize.{k}", st[k], ">= 0 (0 turns it off)")
+    _check(st.reg_every >= 1, "stabilize.reg_every", st.reg_every, ">= 1")
+    policies = tuple(POLICIES)
+    for p in st.diffaug:
+        _check(p in policies, "stabilize.diffaug", list(st.diffaug), f"a list of {policies}")
     _check(c.guard.check_every_n >= 0, "guard.check_every_n", c.guard.check_every_n, ">= 0")
     _check(
         c.guard.on_nonfinite in ("stop", "rollback"),

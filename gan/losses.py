@@ -8,10 +8,13 @@ and the config's list of choices is this registry's keys.
 Every D loss has the signature `(real_logits, fake_logits, targets) -> loss`, where the
 logits are D's raw outputs, shape (B,), and `targets` is the pair (real, fake) of
 per-sample targets, each (B,), made by `make_targets` from the label-smoothing config.
-Losses that score raw logits (hinge, WGAN-GP) ignore the targets; `gan.config.validate`
-refuses label smoothing with them. Every G loss is `fake_logits -> loss`.
+Losses that score raw logits (hinge, WGAN-GP, RpGAN) ignore the targets;
+`gan.config.validate` refuses label smoothing with them. Every G loss is
+`(fake_logits, real_logits) -> loss`; only relativistic losses (`g_needs_real`) read
+D's scores of real images there, and the others get None.
 
-WGAN-GP's penalty needs D itself: a penalty is `(D, real, fake) -> loss`.
+WGAN-GP's penalty needs D itself: a penalty is `(D, real, fake) -> loss`. The R1/R2
+penalties of `stabilize.r1`/`r2` are `zero_centered_penalty`, applied by gan.step.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ def bce_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tensor:
     ) + F.binary_cross_entropy_with_logits(fake_logits, fake_t)
 
 
-def bce_g(fake_logits: Tensor) -> Tensor:
+def bce_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
     # G maximises log D(G(z)): strong gradients while D still wins (Goodfellow et al., 2014)
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def minimax_g(fake_logits: Tensor) -> Tensor:
+def minimax_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
     # G minimises log(1 - D(G(z))) = -softplus(logit); flat where D is confident
     return -F.softplus(fake_logits).mean()
 
@@ -50,7 +53,7 @@ def lsgan_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tenso
     return 0.5 * ((real_logits - real_t).pow(2).mean() + (fake_logits - fake_t).pow(2).mean())
 
 
-def lsgan_g(fake_logits: Tensor) -> Tensor:
+def lsgan_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
     return 0.5 * (fake_logits - 1).pow(2).mean()
 
 
@@ -59,7 +62,7 @@ def hinge_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tenso
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
-def hinge_g(fake_logits: Tensor) -> Tensor:
+def hinge_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
     return -fake_logits.mean()
 
 
@@ -68,8 +71,20 @@ def wgan_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tensor
     return fake_logits.mean() - real_logits.mean()
 
 
-def wgan_g(fake_logits: Tensor) -> Tensor:
+def wgan_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
     return -fake_logits.mean()
+
+
+# ---- relativistic pairing (RpGAN; Jolicoeur-Martineau 2019, R3GAN 2024): each real is
+# scored against one fake, so D cannot win by pushing all fakes down at once
+def rpgan_d(real_logits: Tensor, fake_logits: Tensor, targets: Targets) -> Tensor:
+    return F.softplus(fake_logits - real_logits).mean()  # -log sigmoid(D(x) - D(G(z)))
+
+
+def rpgan_g(fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+    if real_logits is None:
+        raise ValueError("rpgan's G loss pairs each fake with a real: pass real_logits")
+    return F.softplus(real_logits - fake_logits).mean()
 
 
 def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -80,16 +95,27 @@ def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Te
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
+def zero_centered_penalty(logits: Tensor, inputs: Tensor) -> Tensor:
+    """R1 (on reals) or R2 (on fakes), Mescheder et al. (2018): E[||grad_x D(x)||^2].
+
+    `inputs` (B, C, H, W) must require grad and `logits` (B,) be D's scores of them; the
+    graph is kept (create_graph) so the penalty trains D. Weight it by gamma / 2.
+    """
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
+
+
 DLoss = Callable[[Tensor, Tensor, Targets], Tensor]
-GLoss = Callable[[Tensor], Tensor]
+GLoss = Callable[[Tensor, Tensor | None], Tensor]
 Penalty = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 class Loss(NamedTuple):
     d: DLoss  # (real_logits, fake_logits, targets) -> D's loss
-    g: GLoss  # fake_logits -> G's loss
+    g: GLoss  # (fake_logits, real_logits or None) -> G's loss
     penalty: Penalty | None = None  # (D, real, fake) -> a term added to D's loss
     uses_targets: bool = True  # D's loss reads the targets: label smoothing applies
+    g_needs_real: bool = False  # G's loss reads D's scores of reals (relativistic)
 
 
 LOSSES: dict[str, Loss] = {
@@ -98,6 +124,7 @@ LOSSES: dict[str, Loss] = {
     "lsgan": Loss(lsgan_d, lsgan_g),
     "hinge": Loss(hinge_d, hinge_g, uses_targets=False),
     "wgan_gp": Loss(wgan_d, wgan_g, penalty=gradient_penalty, uses_targets=False),
+    "rpgan": Loss(rpgan_d, rpgan_g, uses_targets=False, g_needs_real=True),
 }
 
 # The label-smoothing options (conf/label_smoothing/*.yaml): each sets the fields read by

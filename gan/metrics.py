@@ -14,6 +14,16 @@ give an Inception-Score-like score and the class statistics (coverage). Stacked 
 Scores (all from one forward pass of the classifier over the fakes), with K classes:
     fid               Frechet distance between Gaussian fits of real and fake features.
     kid               Kernel (polynomial MMD^2) distance, the mean over random subsets.
+    precision         fidelity: share of fakes inside the real manifold (the union of the
+                      reals' k-NN balls; Kynkaanniemi et al. 2019). 0 .. 1.
+    recall            diversity: share of reals inside the fake manifold (the fakes' k-NN
+                      balls; one stray fake with a huge ball can inflate it). 0 .. 1.
+    density           fidelity, outlier-robust (Naeem et al. 2020): real balls holding each
+                      fake, / k, averaged; about 1 when fakes match the reals, > 1 when they
+                      crowd into dense real regions. 0 .. N / k.
+    prdc_coverage     diversity, outlier-robust (Naeem et al.'s coverage): share of reals
+                      whose k-NN ball holds at least one fake; ~1 - 2^-k for M = N matching
+                      samples (0.97 at k = 5). 0 .. 1. (Not `coverage`, the class count.)
     mnist_score       exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. K (sure and
                       balanced); the name is MNIST's, the formula the same for every data set.
     coverage          classes holding at least min_share * 10 / K of the fakes' predictions
@@ -23,19 +33,27 @@ Scores (all from one forward pass of the classifier over the fakes), with K clas
     class_share       (K,) share of the fakes predicted as each class.
     modes, kl         Stacked MNIST only: modes with >= 1 sample, KL(p_gen || uniform) (nats).
 
-FID and KID are biased upwards for small samples: compare runs at the same sample sizes,
-and read them against `set_real`'s floor (real vs real, two halves of the real set).
+The last four (`prdc_scores`, through the `prdc` package) use the same features as FID and
+KID and k = `nearest_k` (5) nearest neighbours.
+
+FID and KID are biased upwards for small samples, and the k-NN balls of the last four shrink
+as samples grow and widen with k: compare runs at the same sample sizes and k, and read
+them against `set_real`'s floor (real vs real, two halves of the real set).
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
+import joblib
 import torch
+from prdc import compute_prdc
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
@@ -49,6 +67,7 @@ __all__ = [
     "class_counts",
     "class_stats",
     "mode_stats",
+    "prdc_scores",
     "to_unit_range",
 ]
 Classifier = MNISTClassifier | StackedClassifier
@@ -169,8 +188,46 @@ def mode_stats(modes: Tensor, num_modes: int = 1000) -> dict[str, Tensor]:
     return {"modes": (counts > 0).float().sum(), "kl": kl}
 
 
+def prdc_scores(real: Tensor, fake: Tensor, nearest_k: int = 5) -> dict[str, Tensor]:
+    """Precision, recall, density and coverage of `fake` (M, F) against `real` (N, F) features.
+
+    Naeem et al.'s own code (`prdc.compute_prdc`). Each sample has a ball: around it, out to
+    its k-th nearest neighbour in its own set (itself not counted), open (a point on the
+    sphere is outside). `precision`: share of fakes in at least one real ball; `recall`:
+    share of reals in at least one fake ball; `density`: real balls around each fake, / k,
+    averaged over the fakes; `coverage`: share of reals with a fake in their ball.
+
+    Computed on the CPU (inputs on any device) on one thread, as `_one_cpu_thread` does for
+    torch: prdc asks sklearn for 8 threads and BLAS takes every core, which only costs at
+    these sizes (1,000 x 128 each side, 2 cores: 0.21 s that way, 0.04 s on one thread).
+    Memory and time grow as M^2 (fake-vs-fake distances): 10,000 fakes take ~1.2 GB, ~4 s.
+    Returns 0-dim float32 tensors on `fake`'s device; all NaN when either set has fewer
+    than nearest_k + 2 samples (prdc's k-NN needs as many).
+    """
+    if min(len(real), len(fake)) < nearest_k + 2:
+        nan = torch.tensor(float("nan"), device=fake.device)
+        return {key: nan.clone() for key in ("precision", "recall", "density", "coverage")}
+    real_np = real.detach().float().cpu().numpy()
+    fake_np = fake.detach().float().cpu().numpy()
+    with (
+        redirect_stdout(io.StringIO()),  # prdc prints "Num real: N Num fake: M" every call
+        joblib.parallel_config(backend="sequential"),  # overrides its n_jobs=8
+        threadpool_limits(limits=1),
+    ):
+        scores = compute_prdc(real_features=real_np, fake_features=fake_np, nearest_k=nearest_k)
+    return {
+        key: torch.tensor(float(value), dtype=torch.float32, device=fake.device)
+        for key, value in scores.items()
+    }
+
+
+def _named_prdc(scores: dict[str, Tensor]) -> dict[str, Tensor]:
+    """prdc's `coverage` -> `prdc_coverage`, apart from `class_stats`' class count."""
+    return {("prdc_coverage" if k == "coverage" else k): v for k, v in scores.items()}
+
+
 class GanMetrics(nn.Module):
-    """FID, KID, score and class coverage of generated images against real ones.
+    """FID, KID, PRDC, score and class coverage of generated images against real ones.
 
     `set_real` once, then `compute` as often as wanted: the real statistics are kept,
     the fake side is reset after each `compute`. Runs under no_grad, in float32 (autocast
@@ -189,6 +246,9 @@ class GanMetrics(nn.Module):
         kid_subsets: int = 100,
         min_share: float = 0.02,  # 10 classes: "covered" at >= 2% of the fakes (scaled by 10/K)
         batch_size: int = 500,  # images per forward pass: bounds the activations' memory
+        # PRDC's k: Naeem et al.'s choice, with which matching distributions give coverage
+        # ~0.97 and density ~1; larger k widens the balls and pushes all four scores to 1.
+        nearest_k: int = 5,
     ) -> None:
         super().__init__()
         self.classifier = freeze(classifier)
@@ -197,8 +257,10 @@ class GanMetrics(nn.Module):
         self.kid_subsets = kid_subsets
         self.min_share = min_share
         self.batch_size = batch_size
+        self.nearest_k = nearest_k
         self.fid, self.kid = self._new_metrics()
         self.num_real = 0  # real images in the cached statistics; 0 until set_real
+        self.real_cpu: Tensor | None = None  # (N, F) on the CPU, for PRDC
         self.real_feats: Tensor | None = None  # (N, F), kept with labels for intra_fid
         self.real_labels: Tensor | None = None
 
@@ -267,9 +329,11 @@ class GanMetrics(nn.Module):
     def set_real(self, real: Tensor, labels: Tensor | None = None) -> dict[str, float]:
         """Cache the real statistics of `real` (N, C, S, S) in [0, 1]; return the floor.
 
-        The floor is FID and KID between two disjoint random halves of `real`: what a
-        perfect generator would score with N/2 samples. Calling again replaces the reals.
-        With `labels` (N,), each class's real features are kept too, for `intra_fid`.
+        The floor is FID, KID and PRDC between two disjoint random halves of `real` (the
+        first half as the reals): what a perfect generator would score with N/2 samples
+        against N/2 reals. Keys `fid_floor`, `kid_floor`, `precision_floor`, `recall_floor`,
+        `density_floor`, `prdc_coverage_floor`. Calling again replaces the reals. With
+        `labels` (N,), each class's real features are kept too, for `intra_fid`.
         """
         with torch.autocast(self.device.type, enabled=False):
             feats, _ = self._extract(real, "real")  # (N, F)
@@ -281,22 +345,28 @@ class GanMetrics(nn.Module):
             half_fid.update(feats[perm[: n // 2]], real=True)
             half_kid.update(feats[perm[: n // 2]], real=True)
             fid_floor, kid_floor = self._distances(half_fid, half_kid, feats[perm[n // 2 :]])
+            prdc_floor = _named_prdc(
+                prdc_scores(feats[perm[: n // 2]], feats[perm[n // 2 :]], self.nearest_k)
+            )
 
             self.fid, self.kid = self._new_metrics()  # drops earlier reals, if any
             self.fid.update(feats, real=True)
             self.kid.update(feats, real=True)
             self.num_real = n
+            self.real_cpu = feats.cpu()
             self.real_feats, self.real_labels = (
                 (feats, labels.to(feats.device)) if labels is not None else (None, None)
             )
-        return {"fid_floor": float(fid_floor), "kid_floor": float(kid_floor)}
+        floor = {"fid": fid_floor, "kid": kid_floor, **prdc_floor}
+        return {f"{key}_floor": float(value) for key, value in floor.items()}
 
     @torch.no_grad()
     def compute(self, fake: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
         """Scores of `fake` (M, C, S, S) in [0, 1] against the cached reals.
 
-        Returns 0-dim float32 tensors `fid`, `kid`, `mnist_score`, `coverage`,
-        `coverage_entropy` (and, for Stacked MNIST, `modes` and `kl`: see `mode_stats`),
+        Returns 0-dim float32 tensors `fid`, `kid`, `precision`, `recall`, `density`,
+        `prdc_coverage` (see `prdc_scores`), `mnist_score`, `coverage`, `coverage_entropy`
+        (and, for Stacked MNIST, `modes` and `kl`: see `mode_stats`),
         and `class_share` (K,), on the module's device. With the classes G was asked for,
         `labels` (M,), also `label_accuracy` (how often the classifier agrees with them) and,
         when `set_real` kept per-class reals, `intra_fid` (see `intra_fid`).
@@ -311,6 +381,8 @@ class GanMetrics(nn.Module):
                 self.fid.reset()  # the fake side only: reset_real_features=False
                 self.kid.reset()
 
+            assert self.real_cpu is not None
+            prdc = _named_prdc(prdc_scores(self.real_cpu, feats, self.nearest_k))
             stats = class_stats(logits, self.min_share)
             if isinstance(self.classifier, StackedClassifier):
                 stats |= mode_stats(logits.argmax(dim=1), self.classifier.num_classes)
@@ -319,7 +391,7 @@ class GanMetrics(nn.Module):
                 stats["label_accuracy"] = (logits.argmax(dim=1) == labels).float().mean()
                 if self.real_labels is not None:
                     stats["intra_fid"] = self.intra_fid(feats, labels)
-        return {"fid": fid.float(), "kid": kid.float(), **stats}
+        return {"fid": fid.float(), "kid": kid.float(), **prdc, **stats}
 
     def intra_fid(self, fake_feats: Tensor, fake_labels: Tensor) -> Tensor:
         """The mean over classes of the FID between the fakes of a class and the held-out

@@ -30,7 +30,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from gan.classifier import load_or_train
 from gan.config import MODULE_GROUPS, module_config, to_dict
@@ -41,6 +41,50 @@ from gan.sampling import generate, sample_labels, sample_z, to_unit_range
 from gan.step import GanStep, StepOutput, build_optimizers, clip_gradients
 
 log = logging.getLogger("gan.module")
+
+
+def ema_update_fn(decay: float, warmup: bool) -> Any:
+    """AveragedModel's `multi_avg_fn`: ema += (1 - d) * (param - ema), with the decay d
+    ramped up as min(decay, (1 + n) / (10 + n)) after n averaging steps when `warmup`
+    (TensorFlow's ExponentialMovingAverage(num_updates=n)). Computed on the device: no sync.
+    """
+
+    @torch.no_grad()
+    def update(ema: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
+        if not torch.is_floating_point(ema[0]):  # integer buffers: keep the latest
+            torch._foreach_copy_(ema, params)
+            return
+        d = torch.as_tensor(decay, dtype=ema[0].dtype, device=ema[0].device)
+        if warmup:
+            n = num_averaged.to(ema[0].dtype)
+            d = torch.minimum(d, (1 + n) / (10 + n))
+        diff = torch._foreach_sub(params, ema)
+        torch._foreach_mul_(diff, 1 - d)
+        torch._foreach_add_(ema, diff)
+
+    return update
+
+
+@torch.no_grad()
+def recompute_bn_stats(net: nn.Module, inputs: list[tuple[Tensor, ...]]) -> None:
+    """BatchNorm running statistics of `net` as the plain average over `inputs` (each a
+    tuple of forward arguments), as torch.optim.swa_utils.update_bn does for data loaders."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = net.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    net.train()
+    try:
+        for args in inputs:
+            net(*args)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        net.train(was_training)
 
 
 class LightningUpdates:
@@ -92,11 +136,13 @@ class GAN(L.LightningModule):
         # EMA of G's weights only (Lightning's weight averaging would average D too).
         # A submodule, so it is saved in and restored from checkpoints with the rest.
         self.ema_generator: AveragedModel | None = None
+        self._ema_bn_stale = False  # its BatchNorm statistics lag its weights
         if self.cfg.ema.enabled:
+            e = self.cfg.ema
             self.ema_generator = AveragedModel(
                 self.generator,
-                multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema.decay),
-                use_buffers=True,  # BatchNorm running stats are averaged too
+                multi_avg_fn=ema_update_fn(e.decay, e.warmup),
+                use_buffers=e.bn_batches == 0,  # else recomputed: see sampling_generator
             )
             self.ema_generator.requires_grad_(False)
 
@@ -124,7 +170,25 @@ class GAN(L.LightningModule):
         use_ema = self.ema_generator is not None if ema is None else ema
         if use_ema and self.ema_generator is None:
             raise GanError("this model has no EMA weights: it was trained with ema.enabled=false")
-        return self.ema_generator.module if use_ema else self.generator
+        if not use_ema:
+            return self.generator
+        if self._ema_bn_stale:
+            self.refresh_ema_bn()
+        return self.ema_generator.module
+
+    def refresh_ema_bn(self) -> None:
+        """Recompute the EMA G's BatchNorm statistics for its averaged weights, from
+        `ema.bn_batches` batches of 256 latents of a fixed seed (the global RNG is left
+        alone, so training and resume are unchanged)."""
+        self._ema_bn_stale = False
+        if self.ema_generator is None or self.cfg.ema.bn_batches == 0:
+            return
+        gen = torch.Generator().manual_seed(self.cfg.metrics.seed)
+        inputs = []
+        for _ in range(self.cfg.ema.bn_batches):
+            z = self.sample_z(256, generator=gen)  # (256, noise.dim)
+            inputs.append((z, self.sample_labels(256, generator=gen)) if self.num_classes else (z,))
+        recompute_bn_stats(self.ema_generator.module, inputs)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images from latent vectors (and classes): (B, noise.dim) -> (B, C, H, W) in G's range."""
@@ -148,6 +212,7 @@ class GAN(L.LightningModule):
         self.g_updates += 1
         if self.ema_generator is not None and self.g_updates % self.cfg.ema.every_n_steps == 0:
             self.ema_generator.update_parameters(self.generator)
+            self._ema_bn_stale = True
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         real, labels = batch  # (d_steps * B, C, H, W), (d_steps * B,): a chunk per D update
@@ -239,9 +304,12 @@ class GAN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_iteration"] = self.iteration
         checkpoint["gan_g_updates"] = self.g_updates
+        checkpoint["gan_d_updates"] = self.gan_step.d_updates  # the lazy R1/R2 schedule
         checkpoint["gan_elapsed_s"] = self.elapsed_s + time.perf_counter() - self._fit_start
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.iteration = int(checkpoint.get("gan_iteration", 0))
         self.g_updates = int(checkpoint.get("gan_g_updates", 0))
+        self.gan_step.d_updates = int(checkpoint.get("gan_d_updates", 0))
+        self._ema_bn_stale = self.ema_generator is not None  # statistics of any age: redo
         self.elapsed_s = float(checkpoint.get("gan_elapsed_s", 0.0))

@@ -7,12 +7,23 @@
 A job is any folder holding `.hydra/overrides.yaml` or `result.json`. For each job the
 table shows the overrides that differ between jobs (the swept values), how the job ended
 (ok, failed, diverged, or running/killed while `result.json` is missing), the final and
-best value of `--metric` in its `csv/metrics.csv` (or `result.json`'s value when the CSV
-lacks it; best is the lowest, or the highest for scores such as val/mnist_score and
-val/coverage), the final `val/coverage`, its time and, for a failed job, why. The table is
-printed and written to `report.csv` and `report.md`; `report.png` plots the best score
-against the first swept value, colored by the others. They land in the first folder
-given, or in `--out`.
+best value of `--metric` (best is the lowest, or the highest for scores such as
+val/mnist_score, val/coverage, val/precision), the final `val/coverage` and other scores,
+its time and, for a failed job, why. Scores are read whatever the logger was: csv, then
+TensorBoard, then W&B (offline runs too), then `result.json` (gan/report_scores.py).
+
+When the jobs differ in `seed` (`-m seed=0,1,2 loss=bce,hinge`), the jobs that differ only
+in their seed are grouped: one row per setting, ranked by the mean over seeds of the best
+score, with each score's mean ± standard deviation and its best single seed, the number of
+seeds and how many failed or diverged. Means count the seeds that logged the score (a
+diverged seed's values before it diverged count).
+
+Written into the first folder given, or `--out`: `report.csv` and `report.md` (the grouped
+table when seeds are grouped, else the per-job one), `report_jobs.csv` and `report_jobs.md`
+(the per-job table, when seeds are grouped), and `report.png`: the best score (its mean
+and standard deviation over seeds) against the first swept value, colored by the others,
+on a log axis for a learning rate (`*lr`) or positive values spanning over a decade.
+`--per-job` turns the grouping off.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import csv
 import json
 import math
 import os
-import re
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,11 +44,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-HIGHER_IS_BETTER = ("mnist_score", "coverage", "inception", "precision", "recall", "acc")
+from gan.report_plot import natural, plot
+from gan.report_scores import number, read_scores
+
+# Scores that are better when higher (a word of the name after "val/"); prdc_coverage: coverage.
+HIGHER_IS_BETTER = ("mnist_score", "coverage", "inception", "precision", "recall", "density")
+HIGHER_IS_BETTER += ("acc", "modes")  # label accuracy; Stacked MNIST's modes, out of 1000
 COVERAGE = "val/coverage"
-# Scores only some runs log (conditional models, Stacked MNIST): a column when any job has it.
-EXTRA = ("val/label_accuracy", "val/intra_fid", "val/modes", "val/kl")
+# Scores only some runs log (conditional, Stacked MNIST, PRDC): a column when any job has one.
+EXTRA = ("val/label_accuracy", "val/intra_fid", "val/modes", "val/kl", "val/precision")
+EXTRA += ("val/recall", "val/density", "val/prdc_coverage")
+SEED = "seed"
 ERROR_CHARS = 100
+STYLES = {"failed": "red", "diverged": "yellow", "running/killed": "dim"}
 
 
 @dataclass
@@ -50,8 +69,42 @@ class Job:
     error: str = ""
     final: float | None = None
     best: float | None = None
-    coverage: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)  # the final EXTRA scores it logged
+    last: dict[str, float] = field(default_factory=dict)  # the last value of every scalar
+
+    def score(self, column: Column) -> float | None:
+        return self.best if column.best else self.last.get(column.name)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A score column: the best or the final value of `name`."""
+
+    name: str
+    best: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{'best' if self.best else 'final'} {self.name}"
+
+
+@dataclass
+class Stat:
+    """One score over the seeds of a setting that logged it (finite values only)."""
+
+    mean: float | None = None
+    std: float | None = None  # sample standard deviation; None for a single seed
+    top: float | None = None  # the best single seed's value
+    n: int = 0
+
+
+@dataclass
+class Group:
+    setting: dict[str, str]  # the swept values other than the seed
+    jobs: list[Job]
+    stats: list[Stat] = field(default_factory=list)  # one per column
+
+    def count(self, status: str) -> int:
+        return sum(job.status == status for job in self.jobs)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -81,14 +134,6 @@ def read_overrides(job: Path) -> dict[str, str]:
     return {key.lstrip("+~"): value for key, value in (p for p in pairs if len(p) == 2)}
 
 
-def read_series(job: Path, metric: str) -> list[float]:
-    """The logged values of `metric` in the job's CSV log, in order (empty if none)."""
-    for path in sorted(job.glob("csv/**/metrics.csv")):
-        with path.open(newline="") as f:
-            return [float(row[metric]) for row in csv.DictReader(f) if row.get(metric)]
-    return []
-
-
 def load_job(path: Path, name: str, metric: str) -> Job:
     job = Job(name, path, read_overrides(path))
     result_file = path / "result.json"
@@ -100,24 +145,14 @@ def load_job(path: Path, name: str, metric: str) -> Job:
         job.status = result.get("status", "?")
         job.seconds = result.get("seconds")
         job.error = (result.get("error") or "").strip().split("\n")[0]
-    series = read_series(path, metric)
-    if not series and result.get("metric") == metric and result.get("value") is not None:
-        series = [float(result["value"])]  # e.g. a metric that only the job returned
+    scores = read_scores(path, result)
+    series = scores.get(metric, [])
     finite = [v for v in series if math.isfinite(v)]
     job.final = series[-1] if series else None
     if finite:
         job.best = max(finite) if higher_is_better(metric) else min(finite)
-    coverage = read_series(path, COVERAGE)
-    job.coverage = coverage[-1] if coverage else None
-    for key in EXTRA:
-        values = read_series(path, key)
-        if values:
-            job.extra[key] = values[-1]
+    job.last = {key: values[-1] for key, values in scores.items() if values}
     return job
-
-
-def natural(name: str) -> list[int | str]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def collect(folders: Sequence[Path], metric: str) -> list[Job]:
@@ -148,11 +183,31 @@ def swept_keys(jobs: Sequence[Job]) -> list[str]:
     return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
 
 
-def as_number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
+def stat(values: Sequence[float | None], higher: bool) -> Stat:
+    done = [v for v in values if v is not None and math.isfinite(v)]
+    if not done:
+        return Stat()
+    std = statistics.stdev(done) if len(done) > 1 else None
+    return Stat(statistics.fmean(done), std, max(done) if higher else min(done), len(done))
+
+
+def group_jobs(jobs: Sequence[Job], keys: Sequence[str], columns: Sequence[Column]) -> list[Group]:
+    """One group per setting (the values of `keys`), ranked by the mean of the first column."""
+    groups: dict[tuple[str, ...], Group] = {}
+    for job in jobs:
+        values = tuple(job.overrides.get(k, "") for k in keys)
+        groups.setdefault(values, Group(dict(zip(keys, values)), [])).jobs.append(job)
+    for group in groups.values():
+        group.jobs.sort(key=lambda j: natural(j.overrides.get(SEED, "")))
+        for c in columns:
+            group.stats.append(stat([j.score(c) for j in group.jobs], higher_is_better(c.name)))
+    sign = -1 if higher_is_better(columns[0].name) else 1
+
+    def rank(g: Group) -> tuple:
+        mean = g.stats[0].mean
+        return (mean is None, sign * (mean or 0), natural(" ".join(g.setting.values())))
+
+    return sorted(groups.values(), key=rank)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -163,119 +218,142 @@ def shorten(text: str, width: int = ERROR_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def header(keys: Sequence[str], metric: str, extras: Sequence[str] = ()) -> list[str]:
-    return [
-        "job",
-        *keys,
-        "status",
-        f"final {metric}",
-        f"best {metric}",
-        f"final {COVERAGE}",
-        *(f"final {k}" for k in extras),
-        "time (s)",
-        "error",
-    ]
+def job_columns(metric: str, extras: Sequence[str]) -> list[Column]:
+    return [Column(metric), Column(metric, True), Column(COVERAGE), *map(Column, extras)]
+
+
+def header(keys: Sequence[str], columns: Sequence[Column]) -> list[str]:
+    return ["job", *keys, "status", *(c.label for c in columns), "time (s)", "error"]
 
 
 def short_value(text: str) -> str:
     """An override as people read it: Optuna's 0.00010391172048651328 as 0.0001039."""
-    number = as_number(text)
-    return fmt(number) if number is not None and len(text) > 8 else text
+    value = number(text)
+    return fmt(value) if value is not None and len(text) > 8 else text
 
 
-def row(job: Job, keys: Sequence[str], raw: bool = False, extras: Sequence[str] = ()) -> list[str]:
+def raw_number(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def row(job: Job, keys: Sequence[str], columns: Sequence[Column], raw: bool = False) -> list[str]:
     """One line of the table: rounded for people, or at full precision for report.csv."""
-    num = (lambda v: "" if v is None else repr(v)) if raw else fmt
+    num = raw_number if raw else fmt
     values = [job.overrides.get(k, "") for k in keys]
-    values = values if raw else [short_value(v) for v in values]
     return [
         job.name,
-        *values,
+        *(values if raw else map(short_value, values)),
         job.status,
-        num(job.final),
-        num(job.best),
-        num(job.coverage),
-        *(num(job.extra.get(k)) for k in extras),
+        *(num(job.score(c)) for c in columns),
         fmt(job.seconds, 6),
         job.error if raw else shorten(job.error),
     ]
 
 
-def write_markdown(path: Path, head: list[str], rows: list[list[str]]) -> None:
+def group_header(keys: Sequence[str], columns: Sequence[Column], raw: bool = False) -> list[str]:
+    if raw:
+        scores = [f"{c.label} {s}" for c in columns for s in ("mean", "std", "top seed")]
+    else:
+        scores = [f"{c.label} {s}" for c in columns for s in ("mean ± std", "top seed")]
+    return [*keys, "seeds", "failed", "diverged", *scores, "jobs"]
+
+
+def mean_std(s: Stat) -> str:
+    return fmt(s.mean) + ("" if s.std is None else f" ± {fmt(s.std, 2)}")
+
+
+def group_row(group: Group, raw: bool = False) -> list[str]:
+    values = list(group.setting.values())
+    if raw:
+        scores = [raw_number(x) for s in group.stats for x in (s.mean, s.std, s.top)]
+    else:
+        scores = [x for s in group.stats for x in (mean_std(s), fmt(s.top))]
+        values = list(map(short_value, values))
+    counts = [str(len(group.jobs)), str(group.count("failed")), str(group.count("diverged"))]
+    return [*values, *counts, *scores, ", ".join(j.name for j in group.jobs)]
+
+
+def write_tables(stem: Path, head: list[str], rows: list, raw_head: list[str], raw: list) -> None:
+    """`<stem>.md` as printed, `<stem>.csv` at full precision."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [line(head), line(["---"] * len(head)), *(line(r) for r in rows)]
-    path.write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    with stem.with_suffix(".csv").open("w", newline="") as f:
+        csv.writer(f).writerows([raw_head, *raw])
 
 
-def plot(path: Path, jobs: Sequence[Job], keys: Sequence[str], metric: str) -> bool:
-    """Best score against the first swept value, one color per combination of the rest."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
-
-    scored = [j for j in jobs if j.best is not None]
-    if not scored:
-        return False
-    x_key = keys[0] if keys else "job"
-    xs = [j.overrides.get(x_key, "") if keys else j.name for j in scored]
-    numbers = [as_number(x) for x in xs]
-    numeric = all(n is not None for n in numbers)
-    if not numeric:  # categories, in natural order
-        order = list(dict.fromkeys(sorted(xs, key=natural)))
-        numbers = [float(order.index(x)) for x in xs]
-    groups: dict[str, list[tuple[float, float]]] = {}
-    for job, x in zip(scored, numbers):
-        label = ", ".join(f"{k}={job.overrides.get(k, '')}" for k in keys[1:])
-        groups.setdefault(label, []).append((x, job.best))
-
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for label, points in groups.items():
-        points.sort()
-        ax.plot(*zip(*points), "o-" if numeric else "o", label=label or None, alpha=0.8)
-    if numeric:
-        low, high = min(numbers), max(numbers)
-        if low > 0 and high / low > 10:
-            ax.set_xscale("log")
-    else:
-        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(f"best {metric}")
-    ax.grid(alpha=0.3)
-    if len(groups) > 1:
-        ax.legend(fontsize="small", title=", ".join(keys[1:]), title_fontsize="small")
-    fig.savefig(path, dpi=120)
-    return True
+def print_table(console: Console, title: str, head: list[str], rows: list, styles: list) -> None:
+    table = Table(title=title)
+    for name in head:
+        numeric = name.startswith(("final", "best", "time", "seeds", "failed", "diverged"))
+        table.add_column(escape(name), justify="right" if numeric else "left", overflow="fold")
+    for cells, style in zip(rows, styles):
+        table.add_row(*map(escape, cells), style=style)
+    console.print(table)
 
 
-def report(folders: Sequence[Path], metric: str = "val/fid", out: Path | None = None) -> list[Job]:
-    """Print the table and write report.csv, report.md and report.png into `out`."""
+def group_style(group: Group) -> str | None:
+    bad = group.count("failed") + group.count("diverged")
+    return "red" if group.count("failed") == len(group.jobs) else "yellow" if bad else None
+
+
+def report(
+    folders: Sequence[Path], metric: str = "val/fid", out: Path | None = None, per_job: bool = False
+) -> list[Job]:
+    """Print the tables; write report.csv, .md, .png (and report_jobs.csv, .md) into `out`."""
     jobs = collect(folders, metric)
     keys = swept_keys(jobs)
-    extras = [k for k in EXTRA if any(k in job.extra for job in jobs)]
-    head = header(keys, metric, extras)
-    rows = [row(job, keys, extras=extras) for job in jobs]
-
-    table = Table(title=f"{len(jobs)} jobs, ranked by best {metric}")
-    for name in head:
-        numeric = name.startswith(("final", "best", "time"))
-        table.add_column(escape(name), justify="right" if numeric else "left", overflow="fold")
-    for job, cells in zip(jobs, rows):
-        style = {"failed": "red", "diverged": "yellow", "running/killed": "dim"}.get(job.status)
-        table.add_row(*map(escape, cells), style=style)
-    # Piped or captured output has no terminal width: keep rows on one line each.
+    extras = [k for k in EXTRA if any(k in job.last for job in jobs)]
+    columns = job_columns(metric, extras)
+    grouped = len({job.overrides.get(SEED) for job in jobs}) > 1 and not per_job
     console = Console() if sys.stdout.isatty() else Console(width=200)
     if not console.is_terminal:  # piped or captured: no folding at 80 columns
         console.width = max(console.width, 300)
-    console.print(table)
-
     out = out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "report.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([head, *(row(job, keys, True, extras) for job in jobs)])
-    write_markdown(out / "report.md", head, rows)
-    wrote = ["report.csv", "report.md"]
-    if plot(out / "report.png", jobs, keys, metric):
+
+    head, stem = header(keys, columns), out / ("report_jobs" if grouped else "report")
+    rows = [row(job, keys, columns) for job in jobs]
+    styles = [STYLES.get(job.status) for job in jobs]
+    print_table(console, f"{len(jobs)} jobs, ranked by best {metric}", head, rows, styles)
+    write_tables(stem, head, rows, head, [row(job, keys, columns, True) for job in jobs])
+    wrote = [f"{stem.name}.csv", f"{stem.name}.md"]
+
+    def label(values: dict[str, str]) -> str:
+        return ", ".join(f"{k}={values.get(k, '')}" for k in rest)
+
+    if grouped:
+        setting = [k for k in keys if k != SEED]
+        x_key, rest = (setting or [SEED])[0], setting[1:]
+        columns = [columns[1], columns[0], *columns[2:]]  # the best score first: the ranking
+        groups = group_jobs(jobs, setting, columns)
+        rows = [group_row(g) for g in groups]
+        title = f"{len(groups)} settings, mean over {SEED}s, ranked by mean best {metric}"
+        head, raw_head = group_header(setting, columns), group_header(setting, columns, True)
+        print_table(console, title, head, rows, [group_style(g) for g in groups])
+        write_tables(out / "report", head, rows, raw_head, [group_row(g, True) for g in groups])
+        wrote = ["report.csv", "report.md", *wrote]
+        points = [
+            (g.setting.get(x_key, "all"), label(g.setting), g.stats[0].mean, g.stats[0].std)
+            for g in groups
+            if g.stats[0].mean is not None
+        ]
+        y_label = f"best {metric} (mean ± std over {SEED}s)"
+    else:
+        x_key, rest = (keys or ["job"])[0], keys[1:]
+        points = [
+            (j.overrides.get(x_key, "") if keys else j.name, label(j.overrides), j.best, None)
+            for j in jobs
+            if j.best is not None
+        ]
+        y_label = f"best {metric}"
+        for name in ("report_jobs.csv", "report_jobs.md"):  # not an old grouped report's
+            (out / name).unlink(missing_ok=True)
+
+    if plot(out / "report.png", points, x_key, y_label, ", ".join(rest)):
         wrote.append("report.png")
     else:
         (out / "report.png").unlink(missing_ok=True)  # not an old sweep's plot
@@ -291,8 +369,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="sweep folders, e.g. multirun/...")
     parser.add_argument("--metric", default="val/fid", help="the score to rank by (val/fid)")
     parser.add_argument("--out", type=Path, help="where the reports go (the first folder)")
+    parser.add_argument(
+        "--per-job", action="store_true", help="one row per job even when seeds are swept"
+    )
     args = parser.parse_args(argv)
-    report(args.folders, args.metric, args.out)
+    report(args.folders, args.metric, args.out, args.per_job)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan.losses import LOSSES, Loss, make_targets
+from gan.augment import DiffAugment
+from gan.losses import LOSSES, Loss, make_targets, zero_centered_penalty
+from gan.sampling import value_range
 
 # ---- optimizers ------------------------------------------------------------------------
 
@@ -135,6 +137,11 @@ class GanStep:
     With `num_classes` > 0 the networks are class-conditional (gan.nets.base): G draws
     fakes of random classes, D scores reals with their labels and fakes with theirs, and
     with `aux_weight` > 0 (acgan) both losses add the auxiliary classifier's cross-entropy.
+
+    Stabilisers: `augment` (DiffAugment) transforms every image D scores, in both updates;
+    `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
+    `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
+    schedule; checkpoints keep it.
     """
 
     def __init__(
@@ -148,6 +155,10 @@ class GanStep:
         reuse_fake: bool = False,
         sample_labels: Callable[[int], Tensor] | None = None,
         aux_weight: float = 0.0,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        r1: float = 0.0,
+        r2: float = 0.0,
+        reg_every: int = 1,
     ) -> None:
         self.loss = loss
         self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
@@ -157,6 +168,9 @@ class GanStep:
         self.reuse_fake = reuse_fake
         self.sample_labels = sample_labels  # n -> (n,) class indices; None: unconditional
         self.aux_weight = aux_weight
+        self.augment = augment
+        self.r1, self.r2, self.reg_every = r1, r2, reg_every
+        self.d_updates = 0
 
     @classmethod
     def from_config(
@@ -165,8 +179,12 @@ class GanStep:
         sample_z: Callable[[int], Tensor],
         sample_labels: Callable[[int], Tensor] | None = None,
     ) -> GanStep:
-        """From a config with `loss`, `label_smoothing`, `step_ratio`, `perf` and `condition`."""
+        """From a config with `loss`, `label_smoothing`, `step_ratio`, `perf`, `condition`,
+        `stabilize` and `model.output`."""
         conditioned = cfg.condition.name != "none"
+        st = cfg.stabilize
+        # Translation and cutout fill with the background: the low end of G's range.
+        augment = DiffAugment(st.diffaug, value_range(cfg.model.output)[0]) if st.diffaug else None
         return cls(
             LOSSES[cfg.loss.name],
             cfg.label_smoothing,
@@ -177,6 +195,10 @@ class GanStep:
             reuse_fake=cfg.perf.reuse_fake,
             sample_labels=sample_labels if conditioned else None,
             aux_weight=cfg.condition.aux_weight if cfg.condition.name == "acgan" else 0.0,
+            augment=augment,
+            r1=st.r1,
+            r2=st.r2,
+            reg_every=st.reg_every,
         )
 
     def fakes(self, g: nn.Module, n: int) -> Fakes:
@@ -188,12 +210,20 @@ class GanStep:
         return g(z, labels), labels
 
     def score(self, d: nn.Module, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """D's logits (B,), and its class logits (B, num_classes) under acgan."""
+        """D's logits (B,), and its class logits (B, num_classes) under acgan, of x as it is
+        (augment first with `view`)."""
         if self.sample_labels is None:
             return d(x), None
         if self.aux_weight:
             return d(x, labels, aux=True)
         return d(x, labels), None
+
+    def view(self, x: Tensor, penalized: bool = False) -> Tensor:
+        """The images as D sees them: augmented (a fresh draw) when DiffAugment is on; with
+        `penalized`, a leaf that requires grad, for R1/R2."""
+        if self.augment is not None:
+            x = self.augment(x)
+        return x.detach().requires_grad_(True) if penalized else x
 
     def d_update(
         self,
@@ -211,15 +241,25 @@ class GanStep:
         """
         n = real.size(0)
         kept = self.fakes(g, n) if keep_fake else None  # with G's graph
+        lazy = self.d_updates % self.reg_every == 0  # R1/R2 on this update
+        r1, r2 = (self.r1, self.r2) if lazy else (0.0, 0.0)
+        self.d_updates += 1
         with updates.train("d"):
             fake, fake_labels = (kept[0].detach(), kept[1]) if kept else self.fakes(g, n)
-            real_logits, real_aux = self.score(d, real, labels)  # (B,), (B, K) or None
-            fake_logits, fake_aux = self.score(d, fake, fake_labels)
+            real_in, fake_in = self.view(real, r1 > 0), self.view(fake, r2 > 0)
+            real_logits, real_aux = self.score(d, real_in, labels)  # (B,), (B, K) or None
+            fake_logits, fake_aux = self.score(d, fake_in, fake_labels)
             targets = make_targets(self.smoothing, n, real.device, real_logits.dtype)
             loss = self.loss.d(real_logits, fake_logits, targets)
             if self.loss.penalty is not None:
                 critic = d if labels is None else (lambda x: self.score(d, x, labels)[0])
-                loss = loss + self.penalty_weight * self.loss.penalty(critic, real, fake)
+                loss = loss + self.penalty_weight * self.loss.penalty(
+                    critic, real_in.detach(), fake_in.detach()
+                )
+            if r1:  # lazy: every reg_every-th update, reg_every times the weight
+                loss = loss + r1 / 2 * self.reg_every * zero_centered_penalty(real_logits, real_in)
+            if r2:
+                loss = loss + r2 / 2 * self.reg_every * zero_centered_penalty(fake_logits, fake_in)
             if real_aux is not None and fake_aux is not None:
                 aux = F.cross_entropy(real_aux, labels) + F.cross_entropy(fake_aux, fake_labels)
                 loss = loss + self.aux_weight * aux
@@ -227,13 +267,24 @@ class GanStep:
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
 
     def g_update(
-        self, g: nn.Module, d: nn.Module, n: int, updates: Updates, fake: Fakes | None = None
+        self,
+        g: nn.Module,
+        d: nn.Module,
+        n: int,
+        updates: Updates,
+        fake: Fakes | None = None,
+        real: Tensor | None = None,
+        real_labels: Tensor | None = None,
     ) -> Tensor:
-        """One G update on n fresh fakes (or on `fake`, kept from the D update)."""
+        """One G update on n fresh fakes (or on `fake`, kept from the D update). A
+        relativistic loss also scores `real` (n, C, H, W), the last D update's reals."""
         with updates.train("g"):  # no gradients for D's weights
             images, labels = fake if fake is not None else self.fakes(g, n)  # (n, C, H, W)
-            logits, aux = self.score(d, images, labels)  # D(G(z)): (n,)
-            loss = self.loss.g(logits)
+            logits, aux = self.score(d, self.view(images), labels)  # D(G(z)): (n,)
+            real_logits = None
+            if self.loss.g_needs_real and real is not None:
+                real_logits = self.score(d, self.view(real), real_labels)[0]  # (n,)
+            loss = self.loss.g(logits, real_logits)
             if aux is not None:
                 loss = loss + self.aux_weight * F.cross_entropy(aux, labels)
             updates.step("g", loss)
@@ -260,7 +311,8 @@ class GanStep:
                 g, d, chunk, updates, keep, chunk_labels
             )
         for j in range(self.g_steps):
-            g_loss = self.g_update(g, d, chunk.size(0), updates, kept if j == 0 else None)
+            fake = kept if j == 0 else None
+            g_loss = self.g_update(g, d, chunk.size(0), updates, fake, chunk, chunk_labels)
             if after_g_update is not None:
                 after_g_update()
         return StepOutput(d_loss, g_loss, real_logits, fake_logits)

@@ -59,8 +59,12 @@ def resume_into_run_folder(cfg: DictConfig) -> None:
             log.info("resuming %s into its run folder %s", path, run)
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Fit one run; return the value of `cfg.optimized_metric` (None if never logged)."""
+def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | None:
+    """Fit one run; return the value of `cfg.optimized_metric` (None if never logged).
+
+    `final`, when given, receives the last value of every scalar `val/*` score, so that
+    result.json holds them whatever the logger (gan.report reads them from there).
+    """
     validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     check_writable(cfg.paths.output_dir)
@@ -87,13 +91,23 @@ def train(cfg: DictConfig) -> float | None:
     finally:
         finish_loggers(run.loggers)
 
-    value = run.trainer.callback_metrics.get(cfg.optimized_metric)
+    metrics = run.trainer.callback_metrics
+    if final is not None:
+        final.update(
+            {k: float(v) for k, v in metrics.items() if k.startswith("val/") and v.numel() == 1}
+        )
+    value = metrics.get(cfg.optimized_metric)
     log.info("run folder: %s", out)
     return None if value is None else float(value)
 
 
 def write_result(
-    cfg: DictConfig, status: str, value: float | None, seconds: float, error: str | None = None
+    cfg: DictConfig,
+    status: str,
+    value: float | None,
+    seconds: float,
+    error: str | None = None,
+    final: dict[str, float] | None = None,
 ) -> None:
     """`<run>/result.json`: how the run ended, for `gan.report` and for people."""
     out = Path(cfg.paths.output_dir)
@@ -104,6 +118,7 @@ def write_result(
         "value": value,
         "seconds": round(seconds, 2),
         "error": error,
+        "final": final or {},  # the last value of each val/* score
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
@@ -116,8 +131,9 @@ def in_sweep() -> bool:
 def main(cfg: DictConfig) -> float | None:
     """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal."""
     start = time.perf_counter()
+    final: dict[str, float] = {}
     try:
-        value = train(cfg)
+        value = train(cfg, final)
     except Exception as err:  # noqa: BLE001 - every failure is recorded before it surfaces
         write_result(
             cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
@@ -132,7 +148,7 @@ def main(cfg: DictConfig) -> float | None:
     if value is None:
         log.warning("%s was never logged: nothing for a sweeper to rank", cfg.optimized_metric)
         status = "no-metric"
-    write_result(cfg, status, value, time.perf_counter() - start)
+    write_result(cfg, status, value, time.perf_counter() - start, final=final)
     if status != "ok" and in_sweep():
         return float("inf")  # a sweeper ranks it last instead of crashing
     return value

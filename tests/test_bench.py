@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -144,3 +145,54 @@ def test_side_by_side_with_the_examples_on_the_real_test_split(tmp_path: Path) -
         assert r["ours_over_theirs"] == pytest.approx(r["ours_img_s"] / r["theirs_img_s"])
     md = (out / "results.md").read_text()
     assert "PyTorch's DCGAN example" in md and "Lightning's GAN example" in md
+
+
+def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> None:
+    # bench/plain_dcgan.py: one epoch on the tiny split (48 training images, 6 iterations)
+    spec = importlib.util.spec_from_file_location("plain_dcgan", ROOT / "bench" / "plain_dcgan.py")
+    plain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plain)
+    d_inputs: list[torch.Tensor] = []
+    g_train_calls = []
+
+    def count_g(module, args, output) -> None:
+        if module.training:
+            g_train_calls.append(1)
+
+    def record_d(module, args, output) -> None:
+        d_inputs.append(args[0])
+
+    class G(plain.Generator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_forward_hook(count_g)
+
+    class D(plain.Discriminator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_forward_hook(record_d)
+
+    plain.Generator, plain.Discriminator = G, D
+    rows = plain.train_plain(
+        0, 1, tiny_root, batch_size=8, val_size=16, num_samples=64, classifier_epochs=1,
+        device="cpu",
+    )  # fmt: skip
+    (row,) = rows
+    assert row["epoch"] == 1 and row["iterations"] == 6 and row["seconds"] > 0
+    assert math.isfinite(row["fid"]) and math.isfinite(row["fid_floor"])
+    assert {"kid", "mnist_score", "coverage"} <= row.keys()
+    # one G forward per iteration (the fakes are reused), three D forwards: real, the
+    # detached fakes, and the same fakes again for G's loss
+    assert len(g_train_calls) == row["iterations"]
+    assert len(d_inputs) == 3 * row["iterations"]
+    for it in range(row["iterations"]):
+        _, fake_for_d, fake_for_g = d_inputs[3 * it : 3 * it + 3]
+        assert fake_for_g.data_ptr() == fake_for_d.data_ptr()
+        assert fake_for_g.requires_grad and not fake_for_d.requires_grad
+    # --max-seconds: stops within the epoch, after one iteration here, and validates then
+    (cut,) = plain.train_plain(
+        0, 3, tiny_root, max_seconds=0.0, batch_size=8, val_size=16, num_samples=64,
+        classifier_epochs=1, device="cpu",
+    )  # fmt: skip
+    assert cut["partial"] and (cut["epoch"], cut["iterations"]) == (1, 1)
+    assert math.isfinite(cut["fid"])

@@ -59,7 +59,8 @@ def test_no_source_or_config_file_is_git_ignored() -> None:
         capture_output=True,
         text=True,
     )
-    outputs = ("bench/recipes_runs/", "/trace_")  # run outputs, ignored on purpose (traces > 1 MB)
+    # run outputs, ignored on purpose (bench runs hold checkpoints; traces are > 1 MB)
+    outputs = ("bench/recipes_runs/", "/runs/", "/trace_")
     ignored = [f for f in out.stdout.splitlines() if not any(o in f for o in outputs)]
     assert not ignored, f"git ignores files the project needs: {ignored}; fix .gitignore"
 
@@ -177,7 +178,8 @@ def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
 
 # What each tutorial sets (the sources are named in conf/experiment/*.yaml): networks
 # (G's first layer width), batch, noise, D:G ratio, real target, optimizers as
-# (torch class, lr, betas), clipping and epochs.
+# (torch class, lr, betas), clipping, epochs, and whether G's update reuses the fakes
+# of D's update (the MXNet tutorial and the TensorFlow notebook do).
 TUTORIALS = {
     "paddle_dcgan": dict(
         model="paddle",
@@ -190,6 +192,7 @@ TUTORIALS = {
         d=("Adam", 2e-4, (0.9, 0.999)),
         clip=None,
         epochs=20,
+        reuse=False,
     ),
     "mxnet_dcgan": dict(
         model="dcgan64",
@@ -202,6 +205,7 @@ TUTORIALS = {
         d=("Adam", 2e-4, (0.5, 0.999)),
         clip=None,
         epochs=5,
+        reuse=True,
     ),
     "keras_dcgan": dict(
         model="upsample",
@@ -214,6 +218,7 @@ TUTORIALS = {
         d=("RMSprop", 8e-4, None),
         clip=1.0,
         epochs=43,
+        reuse=False,
     ),
     "tf_vanilla_gan": dict(
         model="mlp",
@@ -226,6 +231,7 @@ TUTORIALS = {
         d=("Adam", 2e-3, (0.9, 0.999)),
         clip=None,
         epochs=100,
+        reuse=True,
     ),
 }
 
@@ -243,6 +249,7 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
     assert (cfg.label_smoothing.real, cfg.label_smoothing.fake) == (t["real"], 0.0)
     assert cfg.optimizer.clip_value == t["clip"]
     assert cfg.trainer.max_epochs == t["epochs"]
+    assert cfg.perf.reuse_fake == t["reuse"]  # the tutorial's computation, at its cost
     module = GAN.from_config(cfg)
     first = next(
         m for m in module.generator.modules() if isinstance(m, nn.Linear | nn.ConvTranspose2d)

@@ -555,6 +555,7 @@ def assert_same_training_state(a: Path, b: Path) -> None:
     """G, D and EMA weights, both optimizers' states and the counters: bit for bit."""
     ca, cb = load(a), load(b)
     assert (ca["gan_iteration"], ca["global_step"]) == (cb["gan_iteration"], cb["global_step"])
+    assert ca["gan_d_updates"] == cb["gan_d_updates"]  # the lazy R1/R2 schedule
     sa, sb = ca["state_dict"], cb["state_dict"]
     assert sa.keys() == sb.keys()
     for prefix in ("generator.", "discriminator.", "ema_generator."):
@@ -853,18 +854,40 @@ class CrashAt(L.Callback):
 
 
 @pytest.mark.parametrize(
-    ("at", "condition"),
-    [(11, "none"), (7, "none"), (8, "acgan")],
-    ids=["mid-epoch", "after-an-epoch-end-save", "class-conditional"],
+    ("at", "extra"),
+    [
+        (11, ()),
+        (7, ()),
+        (8, ("condition=acgan",)),
+        # each stabiliser keeps state (D's power-iteration vectors, the lazy R1/R2
+        # schedule) or draws from the RNG (DiffAugment), and must survive a resume
+        (8, ("stabilize.spectral_norm=true",)),
+        (11, ("stabilize.r1=1", "stabilize.r2=1", "stabilize.reg_every=4")),
+        (8, ("stabilize.diffaug=[translation,cutout,color]", "perf.reuse_fake=true")),
+        (11, ("loss=rpgan",)),
+    ],
+    ids=[
+        "mid-epoch",
+        "after-an-epoch-end-save",
+        "class-conditional",
+        "spectral-norm",
+        "lazy-r1-r2",
+        "diffaug",
+        "rpgan",
+    ],
 )
 def test_crash_and_resume_in_process_is_bit_exact(
-    make_cfg: Callable[..., DictConfig], tiny_root: Path, tmp_path: Path, at: int, condition: str
+    make_cfg: Callable[..., DictConfig],
+    tiny_root: Path,
+    tmp_path: Path,
+    at: int,
+    extra: tuple[str, ...],
 ) -> None:
     """The fast cousin of the SIGKILL test: 6 iterations per epoch, saves every 3."""
     warm_classifier(tiny_root)
     args = (
         "model=mlp",
-        f"condition={condition}",
+        *extra,
         "trainer.max_epochs=2",
         "ema.enabled=true",
         f"callbacks.checkpointing.every_n_iterations={EVERY}",

@@ -1,4 +1,5 @@
-"""Tests of gan/metrics.py: FID/KID through torchmetrics, class statistics, checkpoints.
+"""Tests of gan/metrics.py: FID/KID through torchmetrics, PRDC through prdc, class statistics,
+checkpoints.
 
     .venv/bin/pytest -q tests/test_metrics.py                      # fast ones
     .venv/bin/pytest -q tests/test_metrics.py -m "slow or not slow" # + the full classifier
@@ -22,7 +23,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
 from gan.classifier import MNISTClassifier, freeze
-from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, to_unit_range
+from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, prdc_scores, to_unit_range
 from gan.mnist import load_mnist_split
 from tests.conftest import SHARED_MNIST
 from tests.test_classifier import HAS_SHARED, real_classifier
@@ -112,7 +113,7 @@ def test_real_side_is_kept_and_fake_side_reset(random_clf: MNISTClassifier) -> N
     with pytest.raises(RuntimeError, match="set_real"):
         metrics.compute(fake)
     floor = metrics.set_real(real)
-    assert set(floor) == {"fid_floor", "kid_floor"}
+    assert set(floor) == {f"{k}_floor" for k in ("fid", "kid", *PRDC_KEYS)}
     rng = torch.get_rng_state()
     first = metrics.compute(fake)
     assert torch.equal(torch.get_rng_state(), rng), "KID's subsets do not consume the global RNG"
@@ -137,6 +138,110 @@ def test_classifier_stays_frozen_and_out_of_checkpoints(random_clf: MNISTClassif
     before = [p.clone() for p in random_clf.parameters()]
     parent.load_state_dict(state)  # strict: nothing missing
     assert all(torch.equal(a, b) for a, b in zip(before, random_clf.parameters()))
+
+
+# ---- precision, recall, density, coverage ------------------------------------------------
+
+PRDC_KEYS = ("precision", "recall", "density", "prdc_coverage")
+UNIT_SQUARE = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+
+
+def _prdc(real: list[list[float]], fake: list[list[float]], k: int) -> dict[str, float]:
+    scores = prdc_scores(torch.tensor(real), torch.tensor(fake), nearest_k=k)
+    assert all(v.dtype == torch.float32 and v.dim() == 0 for v in scores.values())
+    return {key: value.item() for key, value in scores.items()}
+
+
+def test_prdc_two_fakes_inside_two_far_away() -> None:
+    # Reals: the unit square's corners. k=1 and k=2 alike, each real's ball has radius 1
+    # (two neighbours at 1, the diagonal at 1.41). Fakes: a pair in the middle (0.71 and
+    # 0.64 or 0.78 from every corner: inside all 4 balls) and a pair at (10, 10).
+    fake = [[0.5, 0.5], [0.5, 0.6], [10.0, 10.0], [10.0, 10.1]]
+    k1 = _prdc(UNIT_SQUARE, fake, k=1)
+    assert k1["precision"] == pytest.approx(0.5), "2 of 4 fakes in some real ball"
+    assert k1["density"] == pytest.approx(2.0), "(4 + 4 + 0 + 0) balls / 4 fakes / k=1 > 1"
+    assert k1["coverage"] == pytest.approx(1.0), "the middle fake is in every corner's ball"
+    # k=1: each fake's ball reaches its twin, 0.1 away, and holds no real: recall 0,
+    # although coverage (built on the reals' balls) is 1.
+    assert k1["recall"] == pytest.approx(0.0)
+    # k=2: the middle fakes' second neighbour is a far fake (13.4 away): every real is
+    # inside their balls. Density divides by k: the same 8 ball hits now give 1.
+    k2 = _prdc(UNIT_SQUARE, fake, k=2)
+    assert k2 == pytest.approx({"precision": 0.5, "recall": 1.0, "density": 1.0, "coverage": 1.0})
+
+
+def test_prdc_fake_outlier_inflates_recall_not_coverage() -> None:
+    # Reals: two pairs 1 apart (k=1 radius 1), at x=0 and x=10. Fakes: a pair just right of
+    # the x=10 reals (0.64 from them, 0.78 from the far one of each) and one outlier at
+    # x=-5, whose ball reaches its nearest fake, 15.5 away, and so holds all four reals
+    # (5.0 and 15.0 away).
+    real = [[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]]
+    fake = [[10.5, 0.4], [10.5, 0.6], [-5.0, 0.5]]
+    scores = _prdc(real, fake, k=1)
+    assert scores["recall"] == pytest.approx(1.0), "the outlier's huge ball"
+    assert scores["coverage"] == pytest.approx(0.5), "only the x=10 reals have a fake near"
+    assert scores["precision"] == pytest.approx(2 / 3), "the outlier is in no real ball"
+    assert scores["density"] == pytest.approx(4 / 3), "(2 + 2 + 0) balls / 3 fakes"
+
+
+def test_prdc_needs_k_plus_two_samples() -> None:
+    fake = [[0.5, 0.5], [0.5, 0.6], [10.0, 10.0], [10.0, 10.1], [3.0, 3.0]]
+    assert all(v != v for v in _prdc(UNIT_SQUARE, fake, k=3).values()), "4 reals, k=3: NaN"
+    five = [*UNIT_SQUARE, [0.5, 0.5]]
+    assert all(v == v for v in _prdc(five, fake, k=3).values()), "5 of each suffice"
+    assert all(v != v for v in _prdc(five, fake[:4], k=3).values()), "4 fakes, k=3: NaN"
+
+
+def test_gan_metrics_prdc(random_clf: MNISTClassifier) -> None:
+    g = torch.Generator().manual_seed(2)
+    real = torch.rand(200, 1, 28, 28, generator=g)
+    metrics = GanMetrics(random_clf, kid_subset_size=50)
+    floor = metrics.set_real(real)
+    # Real vs real at 100 a side: inside the ranges, not at the extremes of a broken score.
+    for key in ("precision", "recall", "prdc_coverage"):
+        assert 0.5 < floor[f"{key}_floor"] <= 1, floor
+    assert 0.5 < floor["density_floor"] < 2, floor
+
+    same = metrics.compute(real)
+    assert all(same[k].dim() == 0 and same[k].dtype == torch.float32 for k in PRDC_KEYS)
+    for key in ("precision", "recall", "prdc_coverage"):
+        assert same[key].item() == 1, f"{key} of the reals themselves"
+    # Each real's ball holds itself and its k-1 nearest (the k-th is on the sphere): k / k.
+    assert same["density"].item() == pytest.approx(1, abs=0.01)
+    logits = random_clf.logits_from_features(random_clf.features(real))
+    assert torch.equal(same["coverage"], class_stats(logits)["coverage"]), "the class count"
+
+    # Mode collapse: 100 copies of one real. Faithful (in the real manifold), not diverse.
+    collapsed = metrics.compute(real[:1].expand(100, -1, -1, -1))
+    assert collapsed["precision"].item() == 1
+    assert collapsed["recall"].item() == 0, "the copies' balls have radius 0"
+    assert collapsed["prdc_coverage"].item() < 0.1, "a few reals' balls around the one image"
+
+    # nearest_k reaches prdc: the scores are prdc_scores' on the classifier's features.
+    metrics3 = GanMetrics(random_clf, kid_subset_size=50, nearest_k=3)
+    metrics3.set_real(real)
+    fake = torch.rand(60, 1, 28, 28, generator=g) ** 2
+    scores = metrics3.compute(fake)
+    expected = prdc_scores(random_clf.features(real), random_clf.features(fake), nearest_k=3)
+    assert expected["precision"] < 1 and expected["density"] != same["density"]
+    for key, value in expected.items():
+        name = "prdc_coverage" if key == "coverage" else key
+        assert scores[name].item() == pytest.approx(value.item(), abs=1e-6), name
+
+    few = metrics3.compute(fake[:4])  # fewer than k + 2 fakes: NaN, the rest as usual
+    assert all(few[k].isnan() for k in PRDC_KEYS) and not few["fid"].isnan()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gan_metrics_prdc_on_cuda(random_clf: MNISTClassifier) -> None:
+    real = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    metrics = GanMetrics(random_clf, kid_subset_size=16).to("cuda")
+    floor = metrics.set_real(real)
+    assert 0 < floor["precision_floor"] <= 1
+    scores = metrics.compute(real)
+    for key in PRDC_KEYS:
+        assert scores[key].device.type == "cuda", key
+    assert scores["precision"].item() == 1 and scores["prdc_coverage"].item() == 1
 
 
 # ---- the scores order things correctly ---------------------------------------------------
@@ -164,6 +269,15 @@ def _check_ordering(
     for scores in (one_copy, only_ones):
         assert scores["coverage"] == 1 and scores["class_share"][1] > 0.95
         assert scores["mnist_score"] < 1.5
+    # PRDC (k=5). Real digits: in each other's manifolds (contiguous blocks of the test split
+    # share fewer writers than random halves do: ~0.9 precision and recall, coverage ~0.75,
+    # against the floor's ~0.95). Noise: outside. Collapse: faithful but not diverse, recall
+    # and coverage no more than the ones' ~11% share of the reals.
+    assert real["precision"] > 0.7 and real["recall"] > 0.7 and real["prdc_coverage"] > 0.5
+    assert noise["precision"] < 0.1 and noise["density"] < 0.1 and noise["prdc_coverage"] < 0.1
+    assert only_ones["precision"] > 0.8
+    for scores in (one_copy, only_ones):
+        assert scores["recall"] < 0.2 and scores["prdc_coverage"] < 0.2
 
 
 @needs_mnist

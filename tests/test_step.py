@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from gan.build import build
 from gan.floor import PlainLoop
-from gan.losses import LOSSES, Loss
+from gan.losses import LOSSES
 from gan.step import GanStep
 
 MakeCfg = Callable[..., DictConfig]
@@ -52,6 +52,21 @@ CASES = {
     "projection-d2g1": ["condition=projection", "step_ratio=d2g1"],
     "acgan-wgan_gp-reuse-fake": ["condition=acgan", "loss=wgan_gp", "perf.reuse_fake=true"],
     "concat-lsgan": ["condition=concat", "loss=lsgan"],
+    # the stabilisers: every one draws from the RNG or keeps state in the step or in D
+    "rpgan-r1-r2-diffaug-reuse": [
+        "loss=rpgan",
+        "stabilize.r1=1",
+        "stabilize.r2=1",
+        "stabilize.diffaug=[translation,cutout,color]",
+        "perf.reuse_fake=true",
+    ],
+    "spectral-norm-hinge-d2g1-lazy-r1": [
+        "loss=hinge",
+        "stabilize.spectral_norm=true",
+        "stabilize.r1=5",
+        "stabilize.reg_every=2",
+        "step_ratio=d2g1",
+    ],
 }
 
 
@@ -120,7 +135,7 @@ def test_every_registered_loss_runs_through_the_step() -> None:
             _n.append(1)
             return _p(*a)
 
-        record = Loss(loss.d, loss.g, counted if penalty else None, loss.uses_targets)
+        record = loss._replace(penalty=counted if penalty else None)
         step = GanStep(
             record,
             smoothing,

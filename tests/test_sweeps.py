@@ -78,7 +78,11 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     assert [j.name for j in jobs] == ["0", "1", "2"]
     for job in jobs[:2]:
         assert (job / "checkpoints" / "last.ckpt").exists()
-        assert json.loads((job / "result.json").read_text())["status"] == "ok"
+        result = json.loads((job / "result.json").read_text())
+        assert result["status"] == "ok"
+        # every last val/* score, whatever the logger: the report's fallback
+        assert result["final"]["val/fid"] == result["value"]
+        assert {"val/coverage", "val/precision", "val/fid_floor"} <= result["final"].keys()
     failed = json.loads((jobs[2] / "result.json").read_text())
     assert failed["status"] == "failed" and "optimizer.lr" in failed["error"]
 

@@ -177,4 +177,19 @@ def build_nets(cfg: Any) -> tuple[BaseGenerator, BaseDiscriminator]:
     generator = instantiate(cfg.model.generator, **kwargs)
     discriminator = instantiate(cfg.model.discriminator, **kwargs)
     check_nets(cfg.model, generator, discriminator)
+    if cfg.stabilize.spectral_norm:
+        spectral_normalize(discriminator)
     return generator, discriminator
+
+
+def spectral_normalize(net: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every conv and linear layer of `net`,
+    in place: each weight is divided by its largest singular value, estimated by one power
+    iteration per training forward pass (torch's parametrization; `_u`/`_v` are buffers,
+    so checkpoints keep the estimate)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in list(net.modules()):
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            spectral_norm(module)
+    return net

@@ -1,0 +1,309 @@
+"""The stabilisers: spectral norm, R1/R2 (lazy), DiffAugment, EMA warm-up with BatchNorm
+statistics for the averaged weights, and the relativistic pairing loss.
+
+Each is one flag; each is tested on and off for what it exists to do. Resume stays
+bit-exact with each on (tests/test_faults.py); the module and the floor run the same
+computation with them (tests/test_step.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from gan.augment import DiffAugment, cutout, translation
+from gan.build import build
+from gan.config import validate
+from gan.errors import GanError
+from gan.losses import LOSSES, zero_centered_penalty
+from gan.module import GAN, ema_update_fn, recompute_bn_stats
+from gan.step import GanStep
+
+MakeCfg = Callable[..., DictConfig]
+SMOOTHING = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})
+
+
+class Record:
+    """An `Updates` that keeps each loss and steps nothing."""
+
+    def __init__(self) -> None:
+        self.losses: dict[str, list[Tensor]] = {"d": [], "g": []}
+
+    def train(self, net: str) -> Any:
+        return contextlib.nullcontext()
+
+    def step(self, net: str, loss: Tensor) -> None:
+        self.losses[net].append(loss.detach())
+
+
+class LinearCritic(nn.Module):
+    """D(x) = <w, x>: its input gradient is w for every image, so R1 = ||w||^2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.arange(1.0, 5.0).view(1, 1, 2, 2))  # ||w||^2 = 30
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x.detach().clone())
+        return (x * self.w).flatten(1).sum(1)  # (B,)
+
+
+# ---- spectral norm ----------------------------------------------------------------------
+
+
+def test_spectral_norm_makes_every_d_layer_have_unit_spectral_norm(make_cfg: MakeCfg) -> None:
+    plain = GAN.from_config(make_cfg("model=dcgan"))
+    sn = GAN.from_config(make_cfg("model=dcgan", "stabilize.spectral_norm=true"))
+    layers = [m for m in sn.discriminator.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert layers and all(hasattr(m, "parametrizations") for m in layers)
+    assert not any(hasattr(m, "parametrizations") for m in plain.discriminator.modules())
+    assert not any(hasattr(m, "parametrizations") for m in sn.generator.modules())  # D only
+
+    x = torch.randn(16, 1, 28, 28)
+    assert sn.discriminator(x).shape == (16,)
+    with torch.no_grad():
+        for _ in range(50):  # each training forward runs one power iteration
+            sn.discriminator(x)
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.05)
+    unnormalized = [m for m in plain.discriminator.modules() if isinstance(m, nn.Conv2d)]
+    assert any(torch.linalg.matrix_norm(m.weight.flatten(1), ord=2) < 0.5 for m in unnormalized)
+
+
+# ---- R1 / R2 ----------------------------------------------------------------------------
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_on_a_hand_made_case() -> None:
+    d = LinearCritic()
+    x = torch.randn(5, 1, 2, 2, requires_grad=True)
+    assert zero_centered_penalty(d(x), x).item() == pytest.approx(30.0)
+
+
+def _step(d: nn.Module, **kwargs: Any) -> tuple[GanStep, Callable[[Tensor], Tensor]]:
+    """A hinge step whose G makes all-zero 2x2 fakes."""
+    fake = torch.zeros(1, 1, 2, 2)
+    return GanStep(
+        LOSSES["hinge"],
+        SMOOTHING,
+        lambda n: torch.zeros(n, 3),
+        g_steps=1,
+        **kwargs,
+    ), (lambda z: fake.expand(z.size(0), -1, -1, -1) + 0 * z.sum())
+
+
+@pytest.mark.parametrize("which", ["r1", "r2"])
+def test_r1_and_r2_add_gamma_half_the_squared_gradient_norm_lazily(which: str) -> None:
+    d = LinearCritic()
+    real = torch.randn(4, 1, 2, 2)
+    plain, g = _step(d)
+    base = Record()
+    plain(g, d, real, base)
+
+    gamma, every = 2.0, 3
+    step, g = _step(d, **{which: gamma}, reg_every=every)
+    record = Record()
+    for _ in range(2 * every):
+        step(g, d, real, record)
+    added = [float(loss - base.losses["d"][0]) for loss in record.losses["d"]]
+    # on D updates 0 and 3: gamma / 2 * ||w||^2, times the interval; none in between
+    lazy = gamma / 2 * 30.0 * every
+    assert added == pytest.approx([lazy, 0, 0, lazy, 0, 0])
+    assert step.d_updates == 2 * every
+
+
+def test_r1_config_reaches_the_module_step(make_cfg: MakeCfg) -> None:
+    module = GAN.from_config(
+        make_cfg("stabilize.r1=10", "stabilize.r2=2", "stabilize.reg_every=16")
+    )
+    assert (module.gan_step.r1, module.gan_step.r2, module.gan_step.reg_every) == (10, 2, 16)
+
+
+# ---- DiffAugment ------------------------------------------------------------------------
+
+
+def test_diffaugment_draws_independently_per_image_and_fills_with_the_background() -> None:
+    torch.manual_seed(0)
+    digit = -torch.ones(1, 1, 28, 28)
+    digit[..., 10:18, 10:18] = 1.0  # a white square on a black (-1) background
+    batch = digit.expand(64, -1, -1, -1)
+    moved = translation(batch, fill=-1.0)
+    assert moved.shape == batch.shape
+    assert len({tuple(m.flatten().tolist()) for m in moved}) > 10  # shifts differ per image
+    assert moved.min() == -1.0 and set(moved.unique().tolist()) <= {-1.0, 1.0}  # no grey
+    cut = cutout(batch, fill=-1.0)
+    assert (cut.flatten(1).eq(1).sum(1) < batch.flatten(1).eq(1).sum(1)).any()
+    assert set(cut.unique().tolist()) <= {-1.0, 1.0}
+    with pytest.raises(ValueError, match="unknown DiffAugment policy"):
+        DiffAugment(["rotate"])
+
+
+def test_diffaugment_reaches_real_and_fake_alike_and_g_gets_gradients_through_it() -> None:
+    torch.manual_seed(0)
+    image = -torch.ones(1, 1, 28, 28)
+    image[..., 8:20, 8:20] = 1.0
+
+    class ConstantG(nn.Module):  # every fake is the same learnable image
+        def __init__(self) -> None:
+            super().__init__()
+            self.image = nn.Parameter(image.clone())
+
+        def forward(self, z: Tensor) -> Tensor:
+            return self.image.expand(z.size(0), -1, -1, -1)
+
+    class Critic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(1, 1, 28, 28))
+            self.seen: list[Tensor] = []
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.seen.append(x.detach().clone())
+            return (x * self.w).flatten(1).sum(1)
+
+    g, d = ConstantG(), Critic()
+    real = image.expand(32, -1, -1, -1)  # the reals are the fakes' image too
+    step = GanStep(
+        LOSSES["bce"],
+        SMOOTHING,
+        lambda n: torch.zeros(n, 3),
+        augment=DiffAugment(["translation", "cutout"], fill=-1.0),
+    )
+    grads: list[Tensor] = []
+
+    class Updates(Record):
+        def step(self, net: str, loss: Tensor) -> None:
+            if net == "g":
+                (grad,) = torch.autograd.grad(loss, g.image)
+                grads.append(grad)
+
+    step(g, d, real, Updates())
+    real_seen, fake_seen, g_seen = d.seen  # D's update: reals, fakes; then G's update
+    for seen in (real_seen, fake_seen, g_seen):
+        assert not torch.equal(seen, real)  # augmented
+        assert len({tuple(x.flatten().tolist()) for x in seen}) > 5  # a draw per image
+    assert not torch.equal(real_seen, fake_seen)  # the same images, drawn independently
+    assert grads and grads[0].abs().sum() > 0  # G learns through the augmentation
+
+    off = GanStep(LOSSES["bce"], SMOOTHING, lambda n: torch.zeros(n, 3))
+    d.seen.clear()
+    off(g, d, real, Record())
+    assert torch.equal(d.seen[0], real)  # off: D sees the images as they are
+
+
+def test_diffaug_config_is_checked_at_compose_time(make_cfg: MakeCfg) -> None:
+    cfg = make_cfg("stabilize.diffaug=[translation,cutot]")
+    with pytest.raises(GanError, match="stabilize.diffaug"):
+        validate(cfg)
+    module = GAN.from_config(make_cfg("stabilize.diffaug=[color,translation]"))
+    assert module.gan_step.augment.policy == ["color", "translation"]
+    assert module.gan_step.augment.fill == -1.0  # tanh's background
+
+
+# ---- relativistic pairing loss ----------------------------------------------------------
+
+
+def test_rpgan_pairs_each_real_with_a_fake() -> None:
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    rp = LOSSES["rpgan"]
+    d_loss = (F.softplus(torch.tensor(-1.0)) + F.softplus(torch.tensor(1.0))) / 2
+    assert rp.d(real, fake, None).item() == pytest.approx(d_loss.item())
+    assert rp.g(fake, real).item() == pytest.approx(d_loss.item())  # symmetric here
+    assert rp.g(torch.tensor([3.0]), torch.tensor([0.0])).item() == pytest.approx(
+        F.softplus(torch.tensor(-3.0)).item()
+    )
+    assert rp.g_needs_real and not rp.uses_targets
+
+
+def test_rpgan_g_update_scores_the_reals_too() -> None:
+    d = LinearCritic()
+    step, g = _step(d)
+    step.loss = LOSSES["rpgan"]
+    step(g, d, torch.randn(4, 1, 2, 2), Record())
+    assert len(d.seen) == 4  # D update: real, fake; G update: fake, real
+
+
+# ---- EMA ---------------------------------------------------------------------------------
+
+
+def test_ema_decay_ramps_up_from_the_first_update() -> None:
+    ema, param = [torch.zeros(3)], [torch.ones(3)]
+    update = ema_update_fn(0.999, warmup=True)
+    update(ema, param, torch.tensor(1))  # d = min(0.999, 2 / 11)
+    assert ema[0][0].item() == pytest.approx(9 / 11)
+    fixed = [torch.zeros(3)]
+    ema_update_fn(0.999, warmup=False)(fixed, param, torch.tensor(1))
+    assert fixed[0][0].item() == pytest.approx(0.001, rel=1e-4)
+    late = [torch.zeros(3)]
+    update(late, param, torch.tensor(100_000))  # the ramp has reached `decay`
+    assert late[0][0].item() == pytest.approx(0.001, rel=1e-3)
+
+
+def test_recomputed_bn_stats_are_the_batches_plain_average() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    batches = [(torch.randn(8, 3) + i,) for i in range(3)]
+    recompute_bn_stats(net, batches)
+    with torch.no_grad():
+        means = torch.stack([net[0](x).mean(0) for (x,) in batches])
+    assert torch.allclose(net[1].running_mean, means.mean(0), atol=1e-5)
+    assert net[1].momentum == 0.1  # restored
+
+
+def test_ema_generator_bn_stats_follow_its_weights_when_it_samples(make_cfg: MakeCfg) -> None:
+    run = build(make_cfg("model=dcgan", "ema.enabled=true"), fast_dev_run=2)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    module = run.module
+    ema = module.ema_generator.module
+    bn = next(m for m in ema.modules() if isinstance(m, nn.BatchNorm2d))
+    module._ema_bn_stale = True
+    module.sampling_generator()  # recomputes for the averaged weights
+    after = bn.running_mean.clone()
+    gen = torch.Generator().manual_seed(module.cfg.metrics.seed)
+    z = torch.cat([module.sample_z(256, generator=gen) for _ in range(module.cfg.ema.bn_batches)])
+    with torch.no_grad():
+        first = ema.net[0](z.view(z.size(0), -1, 1, 1))  # the layer before the first BN
+    assert torch.allclose(after, first.mean((0, 2, 3)), atol=1e-4)
+    assert int(module.ema_generator.n_averaged) == module.g_updates >= 1  # one per G update
+
+
+# ---- every stabiliser through the real config -------------------------------------------
+
+FLAGS = {
+    "spectral-norm": ["stabilize.spectral_norm=true"],
+    "r1-r2-lazy": ["stabilize.r1=1", "stabilize.r2=1", "stabilize.reg_every=2"],
+    "diffaug": ["stabilize.diffaug=[translation,cutout]"],
+    "rpgan": ["loss=rpgan"],
+    "ema": ["ema.enabled=true"],
+    "all-conditional-d2g1": [
+        "loss=rpgan",
+        "stabilize.spectral_norm=true",
+        "stabilize.r1=1",
+        "stabilize.diffaug=[translation,cutout,color]",
+        "ema.enabled=true",
+        "condition=projection",
+        "step_ratio=d2g1",
+    ],
+}
+
+
+@pytest.mark.parametrize("flags", FLAGS.values(), ids=FLAGS.keys())
+def test_each_stabiliser_trains_in_a_fast_dev_run(make_cfg: MakeCfg, flags: list[str]) -> None:
+    cfg = make_cfg("model=dcgan", *flags)
+    validate(cfg)
+    run = build(cfg, fast_dev_run=2)
+    before = [p.detach().clone() for p in run.module.generator.parameters()]
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    after = list(run.module.generator.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    labels = [torch.arange(4)] if run.module.num_classes else []
+    images = run.module(run.module.sample_z(4), *labels)
+    assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
