@@ -115,9 +115,14 @@ def train_plain(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     L.seed_everything(seed, verbose=False)
     dm = MNISTDataModule(
-        root=str(data_root), download=False, split=split, val_size=val_size,
-        batch_size=batch_size, seed=seed, value_range="tanh",
-    )  # fmt: skip
+        root=str(data_root),
+        download=False,
+        split=split,
+        val_size=val_size,
+        batch_size=batch_size,
+        seed=seed,
+        value_range="tanh",
+    )
     dm.setup("fit")  # the framework's split: val_size held-out images drawn with `seed`
     data = dm.to_model_range(dm.train_set.images).to(device)  # (N, 1, 28, 28) in [-1, 1]
     val_real = to_unit_range(dm.to_model_range(dm.val_set.images), "tanh")  # in [0, 1]
@@ -266,9 +271,14 @@ def main(argv: list[str] | None = None) -> dict:
             print("".join(f"{_cell(row, c):>11}" for c in COLUMNS), flush=True)
 
         result["seeds"][str(seed)] = train_plain(
-            seed, args.epochs, args.data_root, args.max_seconds, split=args.split,
-            device=args.device, report=report,
-        )  # fmt: skip
+            seed,
+            args.epochs,
+            args.data_root,
+            args.max_seconds,
+            split=args.split,
+            device=args.device,
+            report=report,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")

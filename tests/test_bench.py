@@ -174,9 +174,15 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> 
 
     plain.Generator, plain.Discriminator = G, D
     rows = plain.train_plain(
-        0, 1, tiny_root, batch_size=8, val_size=16, num_samples=64, classifier_epochs=1,
+        0,
+        1,
+        tiny_root,
+        batch_size=8,
+        val_size=16,
+        num_samples=64,
+        classifier_epochs=1,
         device="cpu",
-    )  # fmt: skip
+    )
     (row,) = rows
     assert row["epoch"] == 1 and row["iterations"] == 6 and row["seconds"] > 0
     assert math.isfinite(row["fid"]) and math.isfinite(row["fid_floor"])
@@ -191,8 +197,15 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> 
         assert fake_for_g.requires_grad and not fake_for_d.requires_grad
     # --max-seconds: stops within the epoch, after one iteration here, and validates then
     (cut,) = plain.train_plain(
-        0, 3, tiny_root, max_seconds=0.0, batch_size=8, val_size=16, num_samples=64,
-        classifier_epochs=1, device="cpu",
-    )  # fmt: skip
+        0,
+        3,
+        tiny_root,
+        max_seconds=0.0,
+        batch_size=8,
+        val_size=16,
+        num_samples=64,
+        classifier_epochs=1,
+        device="cpu",
+    )
     assert cut["partial"] and (cut["epoch"], cut["iterations"]) == (1, 1)
     assert math.isfinite(cut["fid"])

@@ -125,7 +125,7 @@ def test_slerp_endpoints_norms_and_parallel_vectors() -> None:
 
 
 def test_generate_runs_eval_mode_and_restores_the_mode(make_cfg: MakeCfg) -> None:
-    cfg = make_cfg("model=dcgan")
+    cfg = make_cfg("model=dcgan", "ema.enabled=false")  # G itself, not its average
     module = GAN.from_config(cfg)
     modes: list[bool] = []
     module.generator.register_forward_pre_hook(lambda m, _: modes.append(m.training))

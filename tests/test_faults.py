@@ -120,6 +120,17 @@ CASES: list[Case] = [
         "label_smoothing.fake=-0.1 is out of range: it must be within [0, 1]",
     ),
     Case(
+        "negative R1 weight",
+        ("gan.train", "stabilize.r1=-1"),
+        "stabilize.r1=-1.0 is out of range: it must be >= 0 (0 turns it off)",
+    ),
+    Case(
+        "unknown DiffAugment policy",
+        ("gan.train", "stabilize.diffaug=[translation,rotate]"),
+        "stabilize.diffaug=['translation', 'rotate'] is out of range: it must be a list of "
+        "('color', 'translation', 'cutout')",
+    ),
+    Case(
         "latent size of zero",
         ("gan.train", "noise.dim=0"),
         "noise.dim=0 is out of range: it must be >= 1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +21,16 @@ from torch import Tensor, nn
 
 from gan.augment import DiffAugment, cutout, translation
 from gan.build import build
+from gan.classifier import load_or_train
 from gan.config import validate
 from gan.errors import GanError
 from gan.losses import LOSSES, zero_centered_penalty
+from gan.metrics import GanMetrics
 from gan.module import GAN, ema_update_fn, recompute_bn_stats
+from gan.sampling import generate, to_unit_range
 from gan.step import GanStep
+from gan.train import train
+from tests.conftest import SHARED_MNIST
 
 MakeCfg = Callable[..., DictConfig]
 SMOOTHING = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})
@@ -307,3 +313,42 @@ def test_each_stabiliser_trains_in_a_fast_dev_run(make_cfg: MakeCfg, flags: list
     labels = [torch.arange(4)] if run.module.num_classes else []
     images = run.module(run.module.sample_z(4), *labels)
     assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
+
+
+@pytest.mark.slow
+def test_after_a_short_run_the_ema_generator_scores_at_least_as_well_as_g(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    """The fast recipe for 6 epochs (840 updates) of the real MNIST test split: the
+    warmed-up EMA of G, with its BatchNorm statistics, beats or matches G itself on the
+    run's own held-out scores (seed 42: val/fid 73 against 77 when measured)."""
+    if not (SHARED_MNIST / "MNIST" / "raw").exists():
+        pytest.skip("needs ../shared/mnist")
+    cfg = make_cfg(
+        "experiment=fast_mnist",
+        "trainer.max_epochs=6",
+        f"data.root={SHARED_MNIST}",
+        "data.split=test",
+        "data.download=false",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        tiny=False,
+    )
+    cfg.paths.output_dir = str(tmp_path / "run")
+    train(cfg)
+    module = GAN.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    run = build(cfg)
+    run.datamodule.setup("fit")
+    real = torch.cat(
+        [run.datamodule.on_after_batch_transfer(b, 0)[0] for b in run.datamodule.val_dataloader()]
+    )
+    m = cfg.metrics
+    metrics = GanMetrics(load_or_train(m.root, m.split, m.download, dataset=m.dataset))
+    metrics.set_real(to_unit_range(real, "tanh"))
+    z = module.sample_z(1000, generator=torch.Generator().manual_seed(m.seed))
+    fid = {
+        ema: float(metrics.compute(to_unit_range(generate(module, z, ema=ema), "tanh"))["fid"])
+        for ema in (False, True)
+    }
+    assert fid[True] <= fid[False], f"EMA val/fid {fid[True]:.1f} vs G's {fid[False]:.1f}"

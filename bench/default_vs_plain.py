@@ -1,0 +1,137 @@
+"""The default `python -m gan.train` against the plain 100-line DCGAN-28 loop, 3 seeds each.
+
+    python bench/default_vs_plain.py                      # ../shared/mnist test split, 10 epochs
+    python bench/default_vs_plain.py --seeds 0 1 2 --epochs 10 --fresh
+
+Ours: `python -m gan.train -m seed=0,1,2 trainer.max_epochs=10` with no other overrides
+than the data's, into `<out>/runs/default/` (a finished sweep is read again unless
+`--fresh`). The plain loop: bench/plain_dcgan.py's `train_plain`, same seeds and epochs.
+Both are scored by the same code (gan.metrics.GanMetrics) on the same sample sizes (1,000
+fakes from z seeded with 1234, against the 1,000 held-out reals of the same split), G in
+eval mode; seconds are wall time of training with validation. Runs one job at a time, so
+the seconds compare. Writes `<out>/results.json` (every epoch of every seed) and
+`<out>/results.md` (mean ± std over seeds at the last epoch); the README quotes the latter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCORES = ("fid", "kid", "precision", "recall", "density", "prdc_coverage", "coverage", "seconds")
+
+
+def plain_module():  # bench/ is not a package: load the reference loop by path
+    spec = importlib.util.spec_from_file_location("plain_dcgan", ROOT / "bench" / "plain_dcgan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def curve(job: Path) -> list[dict[str, float]]:
+    """One dict per validation of a gan.train job: epoch, seconds and every val/* score."""
+    with (job / "csv" / "metrics.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/fid")]
+    out = []
+    for r in rows:
+        row = {k[4:]: float(v) for k, v in r.items() if k.startswith("val/") and v != ""}
+        row["seconds"] = row.pop("elapsed_s")
+        row["epoch"] = int(float(r["epoch"])) + 1  # epochs done, as the plain loop counts
+        out.append(row)
+    return out
+
+
+def ours(args: argparse.Namespace, out: Path) -> dict[str, list[dict[str, float]]]:
+    sweep = out / "runs" / "default"
+    jobs = sorted(
+        (p for p in sweep.glob("*") if (p / "result.json").exists()), key=lambda p: p.name
+    )
+    done = [json.loads((j / "result.json").read_text())["status"] == "ok" for j in jobs]
+    if args.fresh or len(jobs) != len(args.seeds) or not all(done):
+        cmd = [
+            sys.executable,
+            "-m",
+            "gan.train",
+            "-m",
+            f"seed={','.join(map(str, args.seeds))}",
+            f"trainer.max_epochs={args.epochs}",
+            f"data.root={args.data_root}",
+            f"data.split={args.split}",
+            "data.download=false",
+            "trainer.enable_progress_bar=false",
+            f"hydra.sweep.dir={sweep}",
+            *args.overrides,
+        ]
+        print("$", " ".join(cmd), flush=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        jobs = sorted(p for p in sweep.glob("*") if (p / "result.json").exists())
+    seeds = {}
+    for job in jobs:
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        seed = next(line.split("=")[1] for line in overrides.splitlines() if "seed=" in line)
+        seeds[seed.strip()] = curve(job)
+    return seeds
+
+
+def mean_std(values: list[float], spec: str) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default=str(ROOT / "bench" / "default_vs_plain"))
+    p.add_argument("--fresh", action="store_true", help="retrain a sweep that finished before")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for ours")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"split": args.split, "epochs": args.epochs, "ours": ours(args, out)}
+    plain = plain_module()
+    results["plain"] = {
+        str(s): plain.train_plain(s, args.epochs, args.data_root, split=args.split)
+        for s in args.seeds
+    }
+    results["machine"] = plain.machine()
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    floors = [c[0]["fid_floor"] for c in results["ours"].values() if c and "fid_floor" in c[0]]
+    lines = [
+        f"MNIST {args.split} split, {args.epochs} epochs, seeds {args.seeds}; "
+        f"{results['machine']}; `python bench/default_vs_plain.py`. Scores at the last "
+        f"validation: 1,000 fakes (z seed 1234, G in eval mode) against the 1,000 held-out "
+        f"reals, by gan.metrics for both; mean ± std over seeds. Real-vs-real val/fid floor: "
+        f"{mean_std(floors, '.1f')}.",
+        "",
+        "| | " + " | ".join(SCORES) + " |",
+        "|---|" + "---|" * len(SCORES),
+    ]
+    for name, label in (("ours", "`python -m gan.train` (default)"), ("plain", "plain loop")):
+        finals = [c[-1] for c in results[name].values() if c]
+        cells = [
+            mean_std([r[k] for r in finals if k in r], ".0f" if k in ("fid", "seconds") else ".3f")
+            for k in SCORES
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
