@@ -36,6 +36,24 @@ def plain_module():  # bench/ is not a package: load the reference loop by path
     return module
 
 
+def gan_train(args: argparse.Namespace, *overrides: str, sweep: bool = False) -> None:
+    """`python -m gan.train [-m]` on the bench's data (args.data_root, args.split) with
+    `overrides`, no progress bar; waits for it, and fails if it fails."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "gan.train",
+        *(["-m"] if sweep else []),
+        f"data.root={args.data_root}",
+        f"data.split={args.split}",
+        "data.download=false",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+
+
 def curve(job: Path) -> list[dict[str, float]]:
     """One dict per validation of a gan.train job: epoch, seconds and every val/* score."""
     with (job / "csv" / "metrics.csv").open(newline="") as f:
@@ -56,23 +74,14 @@ def ours(args: argparse.Namespace, out: Path) -> dict[str, list[dict[str, float]
     )
     done = [json.loads((j / "result.json").read_text())["status"] == "ok" for j in jobs]
     if args.fresh or len(jobs) != len(args.seeds) or not all(done):
-        cmd = [
-            sys.executable,
-            "-m",
-            "gan.train",
-            "-m",
+        gan_train(
+            args,
             f"seed={','.join(map(str, args.seeds))}",
             f"trainer.max_epochs={args.epochs}",
-            f"data.root={args.data_root}",
-            f"data.split={args.split}",
-            "data.download=false",
-            "trainer.enable_progress_bar=false",
             f"hydra.sweep.dir={sweep}",
             *args.overrides,
-        ]
-        print("$", " ".join(cmd), flush=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+            sweep=True,
+        )
         jobs = sorted(p for p in sweep.glob("*") if (p / "result.json").exists())
     seeds = {}
     for job in jobs:

@@ -68,23 +68,26 @@ def ema_update_fn(decay: float, warmup: bool) -> Any:
 @torch.no_grad()
 def recompute_bn_stats(net: nn.Module, inputs: list[tuple[Tensor, ...]]) -> None:
     """BatchNorm running statistics of `net` as the plain average over `inputs` (each a
-    tuple of forward arguments), as torch.optim.swa_utils.update_bn does for data loaders."""
+    tuple of forward arguments), as torch.optim.swa_utils.update_bn does for data loaders.
+    Only the BatchNorm layers train meanwhile; every module's mode is restored after."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
     momenta = [m.momentum for m in norms]
-    was_training = net.training
+    modes = {m: m.training for m in net.modules()}
+    net.eval()  # dropout off: no draw from the global RNG, and the statistics of eval mode
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
-    net.train()
+        m.train()
     try:
         for args in inputs:
             net(*args)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
-        net.train(was_training)
+        for m, training in modes.items():
+            m.training = training
 
 
 class LightningUpdates:

@@ -107,6 +107,11 @@ class Group:
         return sum(job.status == status for job in self.jobs)
 
 
+def named(setting: dict[str, str]) -> str:
+    """A setting as its non-empty `key=value` pairs (`default` when it sets nothing)."""
+    return " ".join(f"{k}={v}" for k, v in setting.items() if v) or "default"
+
+
 def higher_is_better(metric: str) -> bool:
     return any(word in metric.rsplit("/", 1)[-1] for word in HIGHER_IS_BETTER)
 
@@ -341,6 +346,13 @@ def report(
             for g in groups
             if g.stats[0].mean is not None
         ]
+        if not all(g.setting.get(x_key) for g in groups):  # no key set in every setting
+            x_key, rest = "setting", []  # (several sweeps): one category per setting
+            points = [
+                (named(g.setting), "", g.stats[0].mean, g.stats[0].std)
+                for g in groups
+                if g.stats[0].mean is not None
+            ]
         y_label = f"best {metric} (mean ± std over {SEED}s)"
     else:
         x_key, rest = (keys or ["job"])[0], keys[1:]

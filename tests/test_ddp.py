@@ -29,8 +29,24 @@ class DumpRankWeights(L.Callback):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("condition", ["none", "acgan"])
-def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, condition: str) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["condition=none"],
+        ["condition=acgan"],
+        # the stabilisers: D's power iteration, double backward for R1/R2, augmentation
+        [
+            "loss=rpgan",
+            "stabilize.spectral_norm=true",
+            "stabilize.r1=1",
+            "stabilize.r2=1",
+            "stabilize.reg_every=2",
+            "stabilize.diffaug=[translation,cutout]",
+        ],
+    ],
+    ids=["unconditional", "acgan", "stabilisers"],
+)
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, extra: list[str]) -> None:
     root = tmp_path / "mnist"
     write_tiny_mnist(root, split="train", n=128)
     run = tmp_path / "run"
@@ -43,7 +59,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, condition:
             "trainer.accelerator=cpu",
             "trainer.devices=2",
             "model=dcgan",
-            f"condition={condition}",
+            *extra,
             "model.generator.base_channels=8",
             "model.discriminator.base_channels=8",
             f"data.root={root}",

@@ -134,7 +134,7 @@ def test_bad_inputs_give_one_line_errors(make_ckpt: Callable[..., Path], tmp_pat
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
     assert "is not a checkpoint" in error_of(f"ckpt={text}")
-    ckpt = make_ckpt("model=mlp")
+    ckpt = make_ckpt("model=mlp", "ema.enabled=false")
     assert "format='tflite' is unknown" in error_of(f"ckpt={ckpt}", "format=tflite")
     assert "did you mean format=" in error_of(f"ckpt={ckpt}", "fromat=onnx")
     assert "no checkpoint given" in error_of("format=onnx")

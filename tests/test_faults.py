@@ -316,7 +316,8 @@ def compose_cfg(out: Path, *overrides: str) -> DictConfig:
 def train_existing_run(data: Path, out: Path) -> Path:
     """A finished 1-epoch mlp run in `out` (no EMA); returns its last.ckpt."""
     base = [a for a in TINY if not a.startswith("data.root")]
-    train(compose_cfg(out, *base, f"data.root={data}", "model=mlp", "trainer.max_epochs=1"))
+    run = ("model=mlp", "trainer.max_epochs=1", "ema.enabled=false")
+    train(compose_cfg(out, *base, f"data.root={data}", *run))
     return out / "checkpoints" / "last.ckpt"
 
 

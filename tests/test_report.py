@@ -393,3 +393,21 @@ def test_scores_whatever_the_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cut.mkdir(parents=True)  # a job killed while W&B wrote: the records before the cut
     (cut / "run-abc.wandb").write_bytes(record.read_bytes()[:40000])
     assert 0 < len(read_wandb(tmp_path / "killed")["val/fid"]) < 200
+
+
+def test_sweeps_over_different_keys_plot_one_category_per_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/study.py's shape: one sweep per variant, each setting a key of its own."""
+    figures = spy_figures(monkeypatch)
+    losses = seed_sweep(tmp_path / "losses")  # loss=bce / loss=hinge
+    r1 = tmp_path / "r1"
+    for n, seed in enumerate((0, 1)):
+        make_job(r1, str(n), [f"seed={seed}", "stabilize.r1=1"], ok(9.0, 1.0), fid=[9.0 + n])
+    main([str(losses), str(r1)])
+    rows = read_csv(losses / "report.csv")
+    assert [(r["loss"], r["stabilize.r1"]) for r in rows] == [("", "1"), ("hinge", ""), ("bce", "")]
+    (ax,) = figures[0].axes
+    assert ax.get_xlabel() == "setting"
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert sorted(labels) == ["loss=bce model=mlp", "loss=hinge model=mlp", "stabilize.r1=1"]

@@ -48,7 +48,7 @@ def make_ckpt(path: Path, tiny_root: Path, *overrides: str) -> Path:
 def ckpts(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("ckpts")
     return {
-        "plain": make_ckpt(folder / "plain.ckpt", tiny_root),
+        "plain": make_ckpt(folder / "plain.ckpt", tiny_root, "ema.enabled=false"),
         "ema": make_ckpt(folder / "ema.ckpt", tiny_root, "ema.enabled=true"),
     }
 
