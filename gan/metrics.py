@@ -43,22 +43,19 @@ them against `set_real`'s floor (real vs real, two halves of the real set).
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from typing import Any
 
-import joblib
 import torch
-from prdc import compute_prdc
-from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan.classifier import MNISTClassifier, freeze
+from gan.prdc import named_prdc, prdc_scores
 from gan.stacked import StackedClassifier
 
 __all__ = [
@@ -188,44 +185,6 @@ def mode_stats(modes: Tensor, num_modes: int = 1000) -> dict[str, Tensor]:
     return {"modes": (counts > 0).float().sum(), "kl": kl}
 
 
-def prdc_scores(real: Tensor, fake: Tensor, nearest_k: int = 5) -> dict[str, Tensor]:
-    """Precision, recall, density and coverage of `fake` (M, F) against `real` (N, F) features.
-
-    Naeem et al.'s own code (`prdc.compute_prdc`). Each sample has a ball: around it, out to
-    its k-th nearest neighbour in its own set (itself not counted), open (a point on the
-    sphere is outside). `precision`: share of fakes in at least one real ball; `recall`:
-    share of reals in at least one fake ball; `density`: real balls around each fake, / k,
-    averaged over the fakes; `coverage`: share of reals with a fake in their ball.
-
-    Computed on the CPU (inputs on any device) on one thread, as `_one_cpu_thread` does for
-    torch: prdc asks sklearn for 8 threads and BLAS takes every core, which only costs at
-    these sizes (1,000 x 128 each side, 2 cores: 0.21 s that way, 0.04 s on one thread).
-    Memory and time grow as M^2 (fake-vs-fake distances): 10,000 fakes take ~1.2 GB, ~4 s.
-    Returns 0-dim float32 tensors on `fake`'s device; all NaN when either set has fewer
-    than nearest_k + 2 samples (prdc's k-NN needs as many).
-    """
-    if min(len(real), len(fake)) < nearest_k + 2:
-        nan = torch.tensor(float("nan"), device=fake.device)
-        return {key: nan.clone() for key in ("precision", "recall", "density", "coverage")}
-    real_np = real.detach().float().cpu().numpy()
-    fake_np = fake.detach().float().cpu().numpy()
-    with (
-        redirect_stdout(io.StringIO()),  # prdc prints "Num real: N Num fake: M" every call
-        joblib.parallel_config(backend="sequential"),  # overrides its n_jobs=8
-        threadpool_limits(limits=1),
-    ):
-        scores = compute_prdc(real_features=real_np, fake_features=fake_np, nearest_k=nearest_k)
-    return {
-        key: torch.tensor(float(value), dtype=torch.float32, device=fake.device)
-        for key, value in scores.items()
-    }
-
-
-def _named_prdc(scores: dict[str, Tensor]) -> dict[str, Tensor]:
-    """prdc's `coverage` -> `prdc_coverage`, apart from `class_stats`' class count."""
-    return {("prdc_coverage" if k == "coverage" else k): v for k, v in scores.items()}
-
-
 class GanMetrics(nn.Module):
     """FID, KID, PRDC, score and class coverage of generated images against real ones.
 
@@ -345,7 +304,7 @@ class GanMetrics(nn.Module):
             half_fid.update(feats[perm[: n // 2]], real=True)
             half_kid.update(feats[perm[: n // 2]], real=True)
             fid_floor, kid_floor = self._distances(half_fid, half_kid, feats[perm[n // 2 :]])
-            prdc_floor = _named_prdc(
+            prdc_floor = named_prdc(
                 prdc_scores(feats[perm[: n // 2]], feats[perm[n // 2 :]], self.nearest_k)
             )
 
@@ -382,7 +341,7 @@ class GanMetrics(nn.Module):
                 self.kid.reset()
 
             assert self.real_cpu is not None
-            prdc = _named_prdc(prdc_scores(self.real_cpu, feats, self.nearest_k))
+            prdc = named_prdc(prdc_scores(self.real_cpu, feats, self.nearest_k))
             stats = class_stats(logits, self.min_share)
             if isinstance(self.classifier, StackedClassifier):
                 stats |= mode_stats(logits.argmax(dim=1), self.classifier.num_classes)
