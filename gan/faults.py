@@ -178,11 +178,12 @@ class Checkpointing(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Also a signal that came during the epoch's validation: saved here, not one
-        # iteration into the next epoch.
-        if not self._at_epoch_end and self.signal is None:
-            return
+        # iteration into the next epoch. And every epoch's end: ModelCheckpoint(save_last)
+        # rewrites last.ckpt only when its monitored score improved (Lightning >= 2.5).
         self._at_epoch_end = False
         if trainer.fast_dev_run:
+            return
+        if self.signal is None and _last_saved_here(trainer):
             return
         if self.signal is not None:
             # The exit below skips the epoch-end hooks of the callbacks that run after this
@@ -213,6 +214,19 @@ class Checkpointing(L.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def _last_saved_here(trainer: L.Trainer) -> bool:
+    """Whether a ModelCheckpoint wrote last.ckpt at this very step (its score improved)."""
+    path = (checkpoint_dir(trainer) / "last.ckpt").resolve()
+    return any(
+        isinstance(cb, ModelCheckpoint)
+        and cb.save_last
+        and cb.last_model_path
+        and Path(cb.last_model_path).resolve() == path
+        and cb._last_global_step_saved == trainer.global_step
+        for cb in trainer.checkpoint_callbacks
+    )
 
 
 def _share_last(trainer: L.Trainer, path: Path) -> None:
