@@ -133,7 +133,11 @@ def test_gan_metrics_count_stacked_modes(n_modes: int, kl: float) -> None:
     assert scores["coverage"].item() == n_modes and scores["class_share"].shape == (1000,)
     assert scores["coverage_entropy"].item() == pytest.approx(math.log(n_modes), rel=1e-4)
     zero_dim = {k for k, v in scores.items() if v.dim() == 0}
-    assert zero_dim == {"fid", "kid", "mnist_score", "coverage", "coverage_entropy", "modes", "kl"}
+    prdc = {"precision", "recall", "density", "prdc_coverage"}
+    assert (
+        zero_dim
+        == {"fid", "kid", "mnist_score", "coverage", "coverage_entropy", "modes", "kl"} | prdc
+    )
     assert all(torch.isfinite(v).all() for v in scores.values())
 
 
