@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from gan.nets.base import build_nets
 from gan.sampling import sample_labels, sample_z
-from gan.step import GanStep, build_optimizers, clip_gradients
+from gan.step import GanStep, build_optimizers, build_schedulers, clip_gradients
 
 
 def compute_dtype(cfg: DictConfig) -> torch.dtype:
@@ -109,6 +109,8 @@ class PlainLoop:
         self.dc = torch.compile(d, mode=mode) if compiled else d
         self.amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.n, self.i = self.data.size(0) // self.per, 0
+        # optimizer.schedule over trainer.max_epochs passes of the data, as the module's
+        self.schedulers = build_schedulers((opt_g, opt_d), c, cfg.trainer.max_epochs * self.n)
 
     def step(self) -> None:
         """One iteration on the next slice of the data."""
@@ -118,6 +120,8 @@ class PlainLoop:
         labels = self.labels[part] if self.labels is not None else None
         with self.amp:
             self.gan_step(self.gc, self.dc, self.data[part], self.updates, labels=labels)
+        for scheduler in self.schedulers:
+            scheduler.step()
 
     def flops_per_iter(self) -> float:
         from torch.utils.flop_counter import FlopCounterMode

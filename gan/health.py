@@ -136,6 +136,13 @@ class NanGuard(L.Callback):
             opt.load_state_dict(state)
             for group in opt.param_groups:
                 group["lr"] *= self.lr_factor
+        # optimizer.schedule: the run goes on from where it is (the iteration count is not
+        # rolled back), so the schedule keeps its place, on the lowered base rates.
+        for config in trainer.lr_scheduler_configs:
+            s = config.scheduler
+            s.base_lrs = [lr * self.lr_factor for lr in s.base_lrs]
+            for group, base, factor in zip(s.optimizer.param_groups, s.base_lrs, s.lr_lambdas):
+                group["lr"] = base * factor(s.last_epoch)
         self.rollbacks += 1
         log.warning(
             "training diverged %s; rolled back to %s and multiplied the learning rates by %s (rollback %d of %d)",

@@ -9,7 +9,7 @@ Every D loss has the signature `(real_logits, fake_logits, targets) -> loss`, wh
 logits are D's raw outputs, shape (B,), and `targets` is the pair (real, fake) of
 per-sample targets, each (B,), made by `make_targets` from the label-smoothing config.
 Losses that score raw logits (hinge, WGAN-GP, RpGAN) ignore the targets;
-`gan.config.validate` refuses label smoothing with them. Every G loss is
+`gan.validate.validate` refuses label smoothing with them. Every G loss is
 `(fake_logits, real_logits) -> loss`; only relativistic losses (`g_needs_real`) read
 D's scores of real images there, and the others get None.
 

@@ -38,7 +38,14 @@ from gan.errors import GanError
 from gan.metrics import GanMetrics
 from gan.nets.base import build_nets
 from gan.sampling import generate, sample_labels, sample_z, to_unit_range
-from gan.step import GanStep, StepOutput, build_optimizers, clip_gradients
+from gan.step import (
+    SCHEDULES,
+    GanStep,
+    StepOutput,
+    build_optimizers,
+    build_schedulers,
+    clip_gradients,
+)
 
 log = logging.getLogger("gan.module")
 
@@ -198,11 +205,25 @@ class GAN(L.LightningModule):
         return self.generator(z) if labels is None else self.generator(z, labels)
 
     # ---- training
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
         precision = self.trainer.precision if self._trainer is not None else "32-true"
-        return list(
-            build_optimizers(self.generator, self.discriminator, self.cfg.optimizer, precision)
-        )
+        c = self.cfg.optimizer
+        optimizers = list(build_optimizers(self.generator, self.discriminator, c, precision))
+        if SCHEDULES[c.schedule] is None or self._trainer is None:
+            return optimizers
+        schedulers = build_schedulers(optimizers, c, self._run_iterations())
+        # Stepped by hand in training_step, once per iteration: Lightning saves and
+        # restores their state with the checkpoints.
+        return optimizers, [{"scheduler": s, "interval": "step"} for s in schedulers]
+
+    def _run_iterations(self) -> float:
+        """The iterations (batches) this fit will run, for the lr schedule (inf: no end)."""
+        t = self.trainer
+        total = float(t.estimated_stepping_batches)  # loads the train loader; inf: no end
+        if t.max_steps != -1:  # max_steps counts optimizer steps: (d_steps + g_steps) each
+            r = self.cfg.step_ratio
+            total = min(total, t.max_steps / (r.d_steps + r.g_steps))
+        return total
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Clip here, inside opt.step(): under 16-mixed, Lightning's GradScaler has unscaled
@@ -243,9 +264,12 @@ class GAN(L.LightningModule):
                     "train/d_acc_real": (out.real_logits > 0).float().mean(),
                     "train/d_acc_fake": (out.fake_logits < 0).float().mean(),
                     "train/iteration": float(self.iteration),
+                    "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],  # G's
                 },
                 on_step=True,
             )
+        for config in self.trainer.lr_scheduler_configs:  # optimizer.schedule, if any
+            config.scheduler.step()
         return {"d_loss": out.d_loss, "g_loss": out.g_loss}  # for gan.health.NanGuard
 
     def setup(self, stage: str) -> None:

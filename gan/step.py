@@ -12,13 +12,16 @@ The module's `Updates` goes through Lightning (`toggle_optimizer`, `manual_backw
 precision plugins); the floor's (`gan.floor.PlainUpdates`) is plain PyTorch. Both run
 this same code, so the floor times the same computation.
 
-The optimizer registry lives here too: `OPTIMIZERS`, `build_optimizers`, `clip_gradients`.
+The optimizer registry lives here too: `OPTIMIZERS`, `build_optimizers`, `clip_gradients`,
+and the learning-rate schedules (`SCHEDULES`, `build_schedulers`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan.augment import DiffAugment
+from gan.errors import GanError
 from gan.losses import LOSSES, Loss, make_targets, zero_centered_penalty
 from gan.sampling import value_range
 
@@ -90,6 +94,60 @@ def build_optimizers(
     return build_optimizer(g.parameters(), c.g, g_lr, fused), build_optimizer(
         d.parameters(), c.d, d_lr, fused
     )
+
+
+def _linear(t: float) -> float:
+    return t
+
+
+def _cosine(t: float) -> float:
+    return (1 - math.cos(math.pi * t)) / 2
+
+
+# `optimizer.schedule` -> the share (0 .. 1) of the decay done at t (0 .. 1) of the decay's
+# span; None keeps the lr constant. A new schedule is one entry here.
+SCHEDULES: dict[str, Callable[[float], float] | None] = {
+    "constant": None,
+    "linear": _linear,  # CycleGAN's `lr_policy=linear`
+    "cosine": _cosine,
+}
+
+
+def lr_factor(
+    iteration: int, total: float, schedule: str, decay_start: float, final_scale: float
+) -> float:
+    """The multiplier of both learning rates after `iteration` of `total` iterations: 1 until
+    `decay_start` (a share of the run), then down to `final_scale` at the run's end."""
+    shape = SCHEDULES[schedule]
+    start = decay_start * total
+    if shape is None or iteration <= start:
+        return 1.0
+    done = shape(min(1.0, (iteration - start) / max(total - start, 1.0)))
+    return 1.0 + (final_scale - 1.0) * done
+
+
+def build_schedulers(
+    optimizers: Iterable[torch.optim.Optimizer], optim_cfg: Any, total: float
+) -> list[torch.optim.lr_scheduler.LambdaLR]:
+    """One `LambdaLR` per optimizer for `optimizer.schedule` over a run of `total`
+    iterations; the caller steps each once per iteration. [] for a constant lr."""
+    c = optim_cfg
+    if SCHEDULES[c.schedule] is None:
+        return []
+    if not (0 < total < math.inf):
+        raise GanError(
+            f"optimizer.schedule={c.schedule} decays the lr over the run, but this run has no "
+            f"set length. Set trainer.max_epochs (or trainer.max_steps), or "
+            f"optimizer.schedule=constant."
+        )
+    factor = partial(
+        lr_factor,
+        total=float(total),
+        schedule=c.schedule,
+        decay_start=c.decay_start,
+        final_scale=c.final_lr_scale,
+    )
+    return [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
 
 
 def clip_gradients(

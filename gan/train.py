@@ -27,11 +27,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gan.build import build
 from gan.classifier import load_or_train
-from gan.config import register, to_dict, validate
+from gan.config import register, to_dict
 from gan.errors import GanError
 from gan.faults import check_resume_checkpoint
 from gan.files import LIGHTNING_NAMES, check_writable, resolve_checkpoint
 from gan.loggers import finish_loggers
+from gan.validate import validate
 
 log = logging.getLogger("gan.train")
 register()

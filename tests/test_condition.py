@@ -12,13 +12,13 @@ import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from gan.config import validate
 from gan.errors import GanError
 from gan.module import GAN
 from gan.sample import load_gan
 from gan.sample import main as sample_main
 from gan.sampling import generate
 from gan.train import train
+from gan.validate import validate
 from tests.conftest import TINY
 from tests.test_faults import compose_cfg
 

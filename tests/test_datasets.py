@@ -12,10 +12,10 @@ import torch
 from hydra.utils import instantiate
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.config import validate
 from gan.data import MNISTDataModule
 from gan.errors import GanError
 from gan.mnist import DATASETS, has_split, load_split, missing_files, raw_folder, stack_digits
+from gan.validate import validate
 from tests.mnist_files import tiny_images, write_tiny, write_tiny_mnist
 
 FILES = ["fashion_mnist", "kmnist", "emnist_letters"]  # the data sets with files of their own

@@ -100,6 +100,17 @@ CASES: list[Case] = [
         "optimizer.lr=-0.001 is out of range: it must be > 0",
     ),
     Case(
+        "unknown lr schedule",
+        ("gan.train", "optimizer.schedule=step"),
+        "optimizer.schedule='step' is out of range: it must be one of ('constant', 'linear', "
+        "'cosine')",
+    ),
+    Case(
+        "a decay that starts at the run's end",
+        ("gan.train", "optimizer.schedule=linear", "optimizer.decay_start=1"),
+        "optimizer.decay_start=1.0 is out of range: it must be within [0, 1)",
+    ),
+    Case(
         "batch size of zero",
         ("gan.train", "data.batch_size=0"),
         "data.batch_size=0 is out of range: it must be >= 1",
@@ -581,6 +592,7 @@ def assert_same_training_state(a: Path, b: Path) -> None:
         for p, state in oa["state"].items():
             for key, value in state.items():
                 assert torch.equal(value, ob["state"][p][key]), f"optimizer {i} {p}.{key} differs"
+    assert ca.get("lr_schedulers") == cb.get("lr_schedulers")  # optimizer.schedule's place
 
 
 def val_fid_epochs(run: Path) -> list[int]:
@@ -877,6 +889,8 @@ class CrashAt(L.Callback):
         (11, ("stabilize.r1=1", "stabilize.r2=1", "stabilize.reg_every=4")),
         (8, ("stabilize.diffaug=[translation,cutout,color]", "perf.reuse_fake=true")),
         (11, ("loss=rpgan",)),
+        # the lr schedule's place in the run is saved (Lightning's lr_schedulers)
+        (8, ("optimizer.schedule=linear", "optimizer.decay_start=0.25")),
     ],
     ids=[
         "mid-epoch",
@@ -886,6 +900,7 @@ class CrashAt(L.Callback):
         "lazy-r1-r2",
         "diffaug",
         "rpgan",
+        "lr-schedule",
     ],
 )
 def test_crash_and_resume_in_process_is_bit_exact(
@@ -1180,17 +1195,23 @@ def test_nan_stops_naming_the_iteration_and_the_network(
     assert assert_finite_checkpoint(last)["gan_iteration"] == 6
 
 
+@pytest.mark.parametrize(
+    ("schedule", "at_end"),
+    [((), 1.0), (("optimizer.schedule=linear", "optimizer.final_lr_scale=0.5"), 0.5)],
+    ids=["constant", "linear-schedule"],
+)
 def test_nan_rollback_reloads_last_ckpt_with_lower_learning_rates(
-    make_cfg: Callable[..., DictConfig],
+    make_cfg: Callable[..., DictConfig], schedule: tuple[str, ...], at_end: float
 ) -> None:
-    cfg = nan_cfg(make_cfg, "guard.on_nonfinite=rollback", at=8)
+    cfg = nan_cfg(make_cfg, "guard.on_nonfinite=rollback", *schedule, at=8)
     train(cfg)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     ckpt = assert_finite_checkpoint(last)
     assert ckpt["gan_iteration"] == 18  # the run finished: 3 epochs of 6
+    # the lowered rate stays lowered along the schedule: base * factor * the schedule's end
     factor, lr = cfg.guard.lr_factor, cfg.optimizer.lr
     for opt in ckpt["optimizer_states"]:  # G's, then D's
-        assert opt["param_groups"][0]["lr"] == pytest.approx(lr * factor)
+        assert opt["param_groups"][0]["lr"] == pytest.approx(lr * factor * at_end)
     assert not list(last.parent.glob("last-v*.ckpt"))
 
 

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
+from gan.errors import GanError
 from gan.module import GAN, LightningUpdates
 
 MakeCfg = Callable[..., DictConfig]
@@ -163,3 +164,62 @@ def test_reuse_fake_saves_one_generator_pass(make_cfg: MakeCfg, tmp_path, reuse:
     opt_g, opt_d = (o.optimizer for o in module.optimizers())
     assert (adam_steps(opt_d), adam_steps(opt_g)) == (3, 3)  # the same updates either way
     assert len(calls) == 3 * (1 if reuse else 2)  # d1g1: one G pass per iteration, not two
+
+
+class LrSeen(L.Callback):
+    """Test helper: G's and D's learning rates as each iteration starts."""
+
+    def __init__(self) -> None:
+        self.g: list[float] = []
+        self.d: list[float] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        opt_g, opt_d = trainer.optimizers
+        self.g.append(opt_g.param_groups[0]["lr"])
+        self.d.append(opt_d.param_groups[0]["lr"])
+
+
+# 8 iterations, the decay from the 4th on: the factor on each iteration, worked by hand
+LINEAR = [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+COSINE = [1, 1, 1, 1, 1, 0.85355339, 0.5, 0.14644661]  # 1 - (1 - cos(pi t)) / 2, t = 1/4, 2/4, 3/4
+
+
+@pytest.mark.parametrize(
+    ("schedule", "ratio", "length", "factors"),
+    [
+        ("linear", "d1g1", {"max_epochs": 2}, LINEAR),  # 2 epochs of 4 batches
+        ("cosine", "d2g1", {"max_epochs": -1, "max_steps": 24}, COSINE),  # 24 = 8 x (2 + 1)
+    ],
+)
+def test_lr_schedule_holds_then_decays_to_the_runs_end(
+    make_cfg: MakeCfg,
+    tmp_path,
+    schedule: str,
+    ratio: str,
+    length: dict[str, int],
+    factors: list[float],
+) -> None:
+    module, dm = build(
+        make_cfg(
+            "model=mlp",
+            f"step_ratio={ratio}",
+            "data.batch_size=4",
+            "data.val_size=0",
+            "optimizer.lr=0.01",
+            "optimizer.d_lr_scale=2",
+            f"optimizer.schedule={schedule}",
+        )
+    )
+    seen = LrSeen()
+    fit(module, dm, batches=4, tmp_path=str(tmp_path), callbacks=[seen], **length)
+    assert module.iteration == 8
+    assert seen.g == pytest.approx([0.01 * f for f in factors])
+    assert seen.d == pytest.approx([0.02 * f for f in factors])  # D's rate follows the same curve
+    opt_g, _ = (o.optimizer for o in module.optimizers())
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.0)  # final_lr_scale=0 at the end
+
+
+def test_lr_schedule_without_a_run_length_is_one_clear_error(make_cfg: MakeCfg, tmp_path) -> None:
+    module, dm = build(make_cfg("model=mlp", "data.val_size=0", "optimizer.schedule=linear"))
+    with pytest.raises(GanError, match="this run has no set length. Set trainer.max_epochs"):
+        fit(module, dm, batches=2, tmp_path=str(tmp_path), max_epochs=-1)

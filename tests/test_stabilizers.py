@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from gan.augment import DiffAugment, cutout, translation
 from gan.build import build
 from gan.classifier import load_or_train
-from gan.config import validate
 from gan.errors import GanError
 from gan.losses import LOSSES, zero_centered_penalty
 from gan.metrics import GanMetrics
@@ -30,6 +29,7 @@ from gan.module import GAN, ema_update_fn, recompute_bn_stats
 from gan.sampling import generate, to_unit_range
 from gan.step import GanStep
 from gan.train import train
+from gan.validate import validate
 from tests.conftest import SHARED_MNIST
 
 MakeCfg = Callable[..., DictConfig]
