@@ -8,7 +8,9 @@ than the data's, into `<out>/runs/default/` (a finished sweep is read again unle
 `--fresh`). The plain loop: bench/plain_dcgan.py's `train_plain`, same seeds and epochs.
 Both are scored by the same code (gan.metrics.GanMetrics) on the same sample sizes (1,000
 fakes from z seeded with 1234, against the 1,000 held-out reals of the same split), G in
-eval mode; seconds are wall time of training with validation. Runs one job at a time, so
+eval mode; seconds are wall time of training with validation. The default samples from its
+EMA copy of G; each job's G itself is scored too, at the end, from its last checkpoint (a
+third row: what `ema.enabled=false` would score). Runs one job at a time, so
 the seconds compare. Writes `<out>/results.json` (every epoch of every seed) and
 `<out>/results.md` (mean ± std over seeds at the last epoch); the README quotes the latter.
 """
@@ -24,6 +26,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("fid", "kid", "precision", "recall", "density", "prdc_coverage", "coverage", "seconds")
@@ -67,7 +71,8 @@ def curve(job: Path) -> list[dict[str, float]]:
     return out
 
 
-def ours(args: argparse.Namespace, out: Path) -> dict[str, list[dict[str, float]]]:
+def ours(args: argparse.Namespace, out: Path) -> tuple[dict, dict]:
+    """Per seed: the sweep's curve (its EMA G, as validated), and G itself at the end."""
     sweep = out / "runs" / "default"
     jobs = sorted(
         (p for p in sweep.glob("*") if (p / "result.json").exists()), key=lambda p: p.name
@@ -83,12 +88,40 @@ def ours(args: argparse.Namespace, out: Path) -> dict[str, list[dict[str, float]
             sweep=True,
         )
         jobs = sorted(p for p in sweep.glob("*") if (p / "result.json").exists())
-    seeds = {}
+    seeds, g_rows = {}, {}
     for job in jobs:
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         seed = next(line.split("=")[1] for line in overrides.splitlines() if "seed=" in line)
         seeds[seed.strip()] = curve(job)
-    return seeds
+        g_rows[seed.strip()] = [{**own_g(job), "seconds": seeds[seed.strip()][-1]["seconds"]}]
+    return seeds, g_rows
+
+
+def own_g(job: Path) -> dict[str, float]:
+    """The job's last scores for G itself instead of its EMA copy: what the same run with
+    `ema.enabled=false` scores (the average never feeds back into training). Scored as the
+    module's validation scores the EMA: the same reals, fakes' noise and metrics code."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from gan.classifier import load_or_train
+    from gan.metrics import GanMetrics, to_unit_range
+    from gan.sample import load_gan
+    from gan.sampling import generate
+
+    cfg = OmegaConf.load(job / "config.yaml")
+    module = load_gan(job / "checkpoints" / "last.ckpt")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")  # the run's split: the same held-out reals
+    c, output = cfg.metrics, cfg.model.output
+    clf = load_or_train(
+        c.root, c.split, c.download, max_epochs=c.classifier_epochs, dataset=c.dataset
+    )
+    metrics = GanMetrics(clf)
+    metrics.set_real(to_unit_range(dm.to_model_range(dm.val_set.images), output))
+    z = module.sample_z(c.num_samples, generator=torch.Generator().manual_seed(c.seed))
+    scores = metrics.compute(to_unit_range(generate(module, z, ema=False), output))
+    return {k: float(v) for k, v in scores.items() if v.dim() == 0}
 
 
 def mean_std(values: list[float], spec: str) -> str:
@@ -111,7 +144,8 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"split": args.split, "epochs": args.epochs, "ours": ours(args, out)}
+    results = {"split": args.split, "epochs": args.epochs}
+    results["ours"], results["ours_g"] = ours(args, out)
     plain = plain_module()
     results["plain"] = {
         str(s): plain.train_plain(s, args.epochs, args.data_root, split=args.split)
@@ -131,7 +165,11 @@ def main() -> None:
         "| | " + " | ".join(SCORES) + " |",
         "|---|" + "---|" * len(SCORES),
     ]
-    for name, label in (("ours", "`python -m gan.train` (default)"), ("plain", "plain loop")):
+    for name, label in (
+        ("ours", "`python -m gan.train` (default)"),
+        ("ours_g", "the same runs' G itself (`ema.enabled=false`)"),
+        ("plain", "plain loop"),
+    ):
         finals = [c[-1] for c in results[name].values() if c]
         cells = [
             mean_std([r[k] for r in finals if k in r], ".0f" if k in ("fid", "seconds") else ".3f")

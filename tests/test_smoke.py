@@ -186,6 +186,22 @@ def test_ema_differs_from_g_and_is_restored_on_resume(make_cfg: MakeCfg, tmp_pat
     assert int(sd2["ema_generator.n_averaged"]) == 12  # the average went on from the checkpoint
 
 
+def test_ema_never_changes_how_g_trains(make_cfg: MakeCfg, tmp_path: Path) -> None:
+    """G's weights after two epochs (a validation between them, which recomputes the EMA's
+    BatchNorm statistics) are the same with the average kept or not: G itself of an EMA run
+    is what the same run with ema.enabled=false draws (bench/default_vs_plain.py)."""
+    state = {}
+    for enabled in (True, False):
+        cfg = make_cfg("model=dcgan", "trainer.max_epochs=2", f"ema.enabled={enabled}")
+        cfg.paths.output_dir = str(tmp_path / str(enabled))
+        train(cfg)
+        last = tmp_path / str(enabled) / "checkpoints" / "last.ckpt"
+        state[enabled] = torch.load(last, weights_only=False)["state_dict"]
+    assert any(k.startswith("ema_generator.") for k in state[True])
+    g = [k for k in state[False] if k.startswith("generator.")]
+    assert g and all(torch.equal(state[True][k], state[False][k]) for k in g)
+
+
 def test_resume_from_a_run_folder_continues_in_it(make_cfg: MakeCfg, tmp_path: Path) -> None:
     first = make_cfg("model=mlp", "trainer.max_epochs=1", "logger=many")
     train(first)
