@@ -43,7 +43,7 @@ class ConditionConfig:
 class OptimSpec:
     """One network's optimizer. `lr=None` takes `optimizer.lr` (scaled for D)."""
 
-    name: str = "adam"  # adam | rmsprop | sgd
+    name: str = "adam"  # a key of gan.step.OPTIMIZERS
     lr: float | None = None
     betas: list[float] = field(
         default_factory=lambda: [0.5, 0.999]
@@ -73,13 +73,13 @@ class OptimizerConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "bce"  # bce | minimax | lsgan | hinge | wgan_gp
+    name: str = "bce"  # a key of gan.losses.LOSSES
     gp_weight: float = 10.0  # WGAN-GP's lambda, from Gulrajani et al. (2017)
 
 
 @dataclass
 class LabelSmoothingConfig:
-    name: str = "none"  # none | one_sided | two_sided | noisy
+    name: str = "none"  # one of gan.losses.SMOOTHING
     real: float = 1.0  # D's target for real images
     fake: float = 0.0  # D's target for generated images
     noise: float = 0.0  # noisy: real ~ U[real - noise, real], fake ~ U[fake, fake + noise]
