@@ -91,9 +91,9 @@ def ours(args: argparse.Namespace, out: Path) -> tuple[dict, dict]:
     seeds, g_rows = {}, {}
     for job in jobs:
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
-        seed = next(line.split("=")[1] for line in overrides.splitlines() if "seed=" in line)
-        seeds[seed.strip()] = curve(job)
-        g_rows[seed.strip()] = [{**own_g(job), "seconds": seeds[seed.strip()][-1]["seconds"]}]
+        seed = next(o for o in overrides.splitlines() if "seed=" in o).split("=")[1].strip()
+        seeds[seed] = curve(job)
+        g_rows[seed] = [{**own_g(job), "seconds": seeds[seed][-1]["seconds"]}]
     return seeds, g_rows
 
 
