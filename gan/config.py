@@ -128,6 +128,9 @@ class StabilizeConfig:
     # DiffAugment policy (Zhao et al. 2020), applied to every image D sees, in both
     # updates: [] (off), or any of translation, cutout, color
     diffaug: list[str] = field(default_factory=list)
+    # Top-k training (Sinha et al. 2020): G's loss averages over only the share `topk` of
+    # its fakes that D scores highest, so the worst fakes stop pulling G; 1.0 is off
+    topk: float = 1.0
 
 
 @dataclass

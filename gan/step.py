@@ -217,6 +217,7 @@ class GanStep:
         r1: float = 0.0,
         r2: float = 0.0,
         reg_every: int = 1,
+        topk: float = 1.0,
     ) -> None:
         self.loss = loss
         self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
@@ -228,6 +229,7 @@ class GanStep:
         self.aux_weight = aux_weight
         self.augment = augment
         self.r1, self.r2, self.reg_every = r1, r2, reg_every
+        self.topk = topk
         self.d_updates = 0
 
     @classmethod
@@ -257,6 +259,7 @@ class GanStep:
             r1=st.r1,
             r2=st.r2,
             reg_every=st.reg_every,
+            topk=st.topk,
         )
 
     def fakes(self, g: nn.Module, n: int) -> Fakes:
@@ -342,6 +345,11 @@ class GanStep:
             real_logits = None
             if self.loss.g_needs_real and real is not None:
                 real_logits = self.score(d, self.view(real), real_labels)[0]  # (n,)
+            if self.topk < 1.0:  # only the fakes D rates most real teach G
+                keep = logits.detach().topk(max(1, round(self.topk * logits.size(0)))).indices
+                logits = logits[keep]  # (k,)
+                real_logits = real_logits[keep] if real_logits is not None else None
+                aux, labels = (aux[keep], labels[keep]) if aux is not None else (aux, labels)
             loss = self.loss.g(logits, real_logits)
             if aux is not None:
                 loss = loss + self.aux_weight * F.cross_entropy(aux, labels)

@@ -101,6 +101,7 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     for k in ("r1", "r2"):
         _check(st[k] >= 0, f"stabilize.{k}", st[k], ">= 0 (0 turns it off)")
     _check(st.reg_every >= 1, "stabilize.reg_every", st.reg_every, ">= 1")
+    _check(0 < st.topk <= 1, "stabilize.topk", st.topk, "within (0, 1] (1 turns it off)")
     policies = tuple(POLICIES)
     for p in st.diffaug:
         _check(p in policies, "stabilize.diffaug", list(st.diffaug), f"a list of {policies}")

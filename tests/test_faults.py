@@ -888,7 +888,7 @@ class CrashAt(L.Callback):
         (8, ("stabilize.spectral_norm=true",)),
         (11, ("stabilize.r1=1", "stabilize.r2=1", "stabilize.reg_every=4")),
         (8, ("stabilize.diffaug=[translation,cutout,color]", "perf.reuse_fake=true")),
-        (11, ("loss=rpgan",)),
+        (11, ("loss=rpgan", "stabilize.topk=0.5")),
         # the lr schedule's place in the run is saved (Lightning's lr_schedulers)
         (8, ("optimizer.schedule=linear", "optimizer.decay_start=0.25")),
     ],
@@ -899,7 +899,7 @@ class CrashAt(L.Callback):
         "spectral-norm",
         "lazy-r1-r2",
         "diffaug",
-        "rpgan",
+        "rpgan-topk",
         "lr-schedule",
     ],
 )

@@ -237,6 +237,45 @@ def test_rpgan_g_update_scores_the_reals_too() -> None:
     assert len(d.seen) == 4  # D update: real, fake; G update: fake, real
 
 
+# ---- top-k training ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["bce", "rpgan"])
+def test_topk_teaches_g_only_through_the_fakes_d_rates_highest(loss: str) -> None:
+    d = LinearCritic()  # D(x) = <(1, 2, 3, 4), x>
+    fakes = nn.Parameter(torch.tensor([0.0, 0.3, -0.1, 0.1]).view(4, 1, 1, 1).repeat(1, 1, 2, 2))
+    step = GanStep(LOSSES[loss], SMOOTHING, lambda n: torch.zeros(n, 3), topk=0.5)
+    grads: list[Tensor] = []
+    losses: list[Tensor] = []
+
+    class Updates(Record):
+        def step(self, net: str, loss: Tensor) -> None:
+            if net == "g":
+                losses.append(loss.detach())
+                grads.append(torch.autograd.grad(loss, fakes)[0].flatten(1).abs().sum(1))
+
+    real = torch.zeros(4, 1, 2, 2)
+    step(lambda z: fakes + 0 * z.sum(), d, real, Updates())
+    # D scores the fakes 0, 3, -1, 1: the top half are the 2nd and the 4th
+    assert grads[0][[1, 3]].gt(0).all() and grads[0][[0, 2]].eq(0).all()
+    top = torch.tensor([3.0, 1.0])
+    expected = LOSSES[loss].g(top, torch.zeros(2) if loss == "rpgan" else None)
+    assert losses[0].item() == pytest.approx(expected.item())
+
+    grads.clear()
+    GanStep(LOSSES[loss], SMOOTHING, lambda n: torch.zeros(n, 3))(
+        lambda z: fakes + 0 * z.sum(), d, real, Updates()
+    )
+    assert grads[0].gt(0).all()  # off (topk=1): every fake teaches G
+
+
+def test_topk_config_is_checked_and_reaches_the_module_step(make_cfg: MakeCfg) -> None:
+    assert GAN.from_config(make_cfg("stabilize.topk=0.5")).gan_step.topk == 0.5
+    for bad in ("0", "1.5"):
+        with pytest.raises(GanError, match="stabilize.topk"):
+            validate(make_cfg(f"stabilize.topk={bad}"))
+
+
 # ---- EMA ---------------------------------------------------------------------------------
 
 
@@ -289,6 +328,7 @@ FLAGS = {
     "diffaug": ["stabilize.diffaug=[translation,cutout]"],
     "rpgan": ["loss=rpgan"],
     "ema": ["ema.enabled=true"],
+    "topk": ["stabilize.topk=0.5"],
     "all-conditional-d2g1": [
         "loss=rpgan",
         "stabilize.spectral_norm=true",

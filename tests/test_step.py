@@ -43,7 +43,12 @@ CASES = {
     "bce": [],
     "wgan_gp-d2g1-uniform": ["loss=wgan_gp", "step_ratio=d2g1", "noise=uniform"],
     "lsgan-noisy-smoothing": ["loss=lsgan", "label_smoothing=noisy"],
-    "hinge-d1g2-reuse-fake": ["loss=hinge", "step_ratio=d1g2", "perf.reuse_fake=true"],
+    "hinge-d1g2-reuse-fake-topk": [
+        "loss=hinge",
+        "step_ratio=d1g2",
+        "perf.reuse_fake=true",
+        "stabilize.topk=0.5",
+    ],
     "rmsprop-clipped": [
         "optimizer=rmsprop",
         "optimizer.clip_norm=0.1",
