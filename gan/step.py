@@ -199,7 +199,8 @@ class GanStep:
     Stabilisers: `augment` (DiffAugment) transforms every image D scores, in both updates;
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
     `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
-    schedule; checkpoints keep it.
+    schedule; checkpoints keep it. `topk` < 1 (top-k training): G's loss averages over only
+    that share of its fakes, those D scores highest.
     """
 
     def __init__(

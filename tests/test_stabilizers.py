@@ -1,5 +1,5 @@
-"""The stabilisers: spectral norm, R1/R2 (lazy), DiffAugment, EMA warm-up with BatchNorm
-statistics for the averaged weights, and the relativistic pairing loss.
+"""The stabilisers: spectral norm, R1/R2 (lazy), DiffAugment, top-k training, EMA warm-up
+with BatchNorm statistics for the averaged weights, and the relativistic pairing loss.
 
 Each is one flag; each is tested on and off for what it exists to do. Resume stays
 bit-exact with each on (tests/test_faults.py); the module and the floor run the same
