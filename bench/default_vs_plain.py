@@ -165,7 +165,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Every validation of 10 epochs, seeds " + ", ".join(results["ours"]))
+    seeds = ", ".join(results["ours"])
+    fig.suptitle(f"Every validation of {results['epochs']} epochs, seeds {seeds}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -195,7 +196,11 @@ def main() -> None:
     before = out / "results.json"
     old = json.loads(before.read_text()) if before.exists() and not args.fresh else {}
     seeds = sorted(str(s) for s in args.seeds)
-    same = old.get("epochs") == args.epochs and old.get("overrides", []) == args.overrides
+    same = (old.get("split"), old.get("epochs"), old.get("overrides", [])) == (
+        args.split,
+        args.epochs,
+        args.overrides,
+    )
     if same and sorted(old.get("ours", {})) == seeds:  # scored before: only redraw the tables
         results["ours"], results["ours_g"] = old["ours"], old["ours_g"]
     else:
