@@ -214,6 +214,8 @@ def theirs_dcgan(root: str, iters: int, warmup: int) -> float:
     return statistics.median(b - a for a, b in zip(m, m[1:]))
 
 
+# The examples' step: one D and one G update per batch, no average of G's weights
+SAME_STEP = ["step_ratio=d1g1", "ema.enabled=false"]
 PAIRS: dict[str, dict[str, Any]] = {
     "dcgan": {
         "theirs": "PyTorch's DCGAN example (64x64, ngf = ndf = 64)",
@@ -222,6 +224,7 @@ PAIRS: dict[str, dict[str, Any]] = {
         "overrides": [
             "model.generator.base_channels=64",
             "model.discriminator.base_channels=64",
+            *SAME_STEP,
             "perf.reuse_fake=true",
         ],
     },
@@ -234,6 +237,8 @@ PAIRS: dict[str, dict[str, Any]] = {
             "~model.generator.hidden",
             f"model.discriminator._target_={__name__}.MLPDiscriminator",
             "~model.discriminator.hidden",
+            *SAME_STEP,
+            "perf.reuse_fake=false",  # its D update draws fresh fakes
         ],
     },
 }

@@ -267,3 +267,35 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
         assert z.min() >= -1 and z.max() <= 1
     else:
         assert z.abs().max() > 3 and torch.allclose(z.std(), torch.tensor(1.0), atol=0.02)
+
+
+# What `python -m gan.train` runs (tuned for time to good digits: bench/default_vs_plain.py),
+# and the recipes on model=dcgan, which keep the settings their figures were measured with:
+# G's width (channels of its first layer), batch, (D, G) updates, lr, EMA, G reusing D's fakes.
+DCGAN_RUNS = {
+    "default": (128, 32, (1, 2), 1e-3, True, True),
+    "experiment=dcgan": (256, 128, (1, 1), 2e-4, False, False),
+    "experiment=fast_mnist": (256, 64, (1, 2), 1e-3, True, True),
+    "experiment=cgan_mnist": (256, 32, (1, 1), 2e-4, False, False),
+    "experiment=acgan_mnist": (256, 32, (1, 1), 2e-4, False, False),
+    "experiment=stacked_mnist": (256, 64, (1, 1), 2e-4, False, False),
+}
+
+
+@pytest.mark.parametrize("run", sorted(DCGAN_RUNS))
+def test_default_and_dcgan_recipes_keep_their_measured_settings(
+    make_cfg: MakeCfg, run: str
+) -> None:
+    from torch import nn
+
+    width, batch, ratio, lr, ema, reuse = DCGAN_RUNS[run]
+    cfg = make_cfg(*([] if run == "default" else [run]), tiny=False)
+    assert cfg.model.name == "dcgan"
+    assert (cfg.data.batch_size, cfg.optimizer.lr) == (batch, pytest.approx(lr))
+    assert (cfg.step_ratio.d_steps, cfg.step_ratio.g_steps) == ratio
+    assert (cfg.ema.enabled, cfg.perf.reuse_fake) == (ema, reuse)
+    module = GAN.from_config(cfg)
+    first = next(m for m in module.generator.modules() if isinstance(m, nn.ConvTranspose2d))
+    assert first.out_channels == width
+    d_first = next(m for m in module.discriminator.modules() if isinstance(m, nn.Conv2d))
+    assert d_first.out_channels == 64  # D is the same in all of them
