@@ -16,14 +16,16 @@ the seconds compare. Writes `<out>/results.json` (every epoch of every seed) and
 `<out>/results.md` (mean ± std over seeds at the last epoch, and the default's scores at the
 plain loop's final val/fid, read along each seed's curve); the README quotes the latter.
 `<out>/precision_vs_fid.png` draws every validation's precision and recall against val/fid
-for both. Scores already in `<out>/results.json` for the same seeds, epochs and overrides are
-read again instead of retrained, unless `--fresh` (with `--keep-plain`: ours only).
+for both. Scores already in `<out>/results.json` for the same seeds, epochs, overrides and
+scoring classifier (its cache file's hash) are read again instead of retrained, unless
+`--fresh` (with `--keep-plain`: ours only).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import importlib.util
 import json
 import os
@@ -175,6 +177,15 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def classifier_id(args: argparse.Namespace) -> str:
+    """A fingerprint of the scoring classifier's cache file: scores by another classifier
+    (trained again, or by another torch) do not compare with this one's."""
+    from gan.classifier import load_or_train
+
+    clf = load_or_train(args.data_root, args.split, False, progress_bar=False)
+    return hashlib.sha256(clf.info.path.read_bytes()).hexdigest()[:16]
+
+
 def seeds_(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
@@ -202,7 +213,12 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"split": args.split, "epochs": args.epochs, "overrides": args.overrides}
+    results = {
+        "split": args.split,
+        "epochs": args.epochs,
+        "overrides": args.overrides,
+        "classifier": classifier_id(args),
+    }
     before = out / "results.json"
     old = (
         json.loads(before.read_text())
@@ -210,11 +226,8 @@ def main() -> None:
         else {}
     )
     seeds = sorted(str(s) for s in args.seeds)
-    same = (old.get("split"), old.get("epochs"), old.get("overrides", [])) == (
-        args.split,
-        args.epochs,
-        args.overrides,
-    )
+    keys = ("split", "epochs", "overrides", "classifier")
+    same = all(old.get(k) == results[k] for k in keys)
     if same and not args.fresh and sorted(old.get("ours", {})) == seeds:  # redraw only
         results["ours"], results["ours_g"] = old["ours"], old["ours_g"]
     else:
@@ -261,15 +274,15 @@ def main() -> None:
     lines += ["", f"At equal val/fid (the plain loop's final {level:.0f}): "]
     if along["precision"]:
         lines[-1] += (
-            f"where {seeds_(len(along['precision']))} of the default first reach it "
-            f"(interpolated between validations), after {mean_std(along['epoch'], '.1f')} "
-            f"epochs and {mean_std(along['seconds'], '.0f')} s, they score precision "
+            f"the default first reaches it for {seeds_(len(along['precision']))} "
+            f"(interpolated between validations) after {mean_std(along['epoch'], '.1f')} "
+            f"epochs and {mean_std(along['seconds'], '.0f')} s, with precision "
             f"{mean_std(along['precision'], '.3f')} and recall {mean_std(along['recall'], '.3f')}. "
         )
     if early:  # below the level at the first validation: no crossing to read
         lines[-1] += (
-            f"{seeds_(len(early))} are below it at their first validation (after "
-            f"{mean_std([r['seconds'] for r in early], '.0f')} s), with precision "
+            f"At the first validation (after {mean_std([r['seconds'] for r in early], '.0f')} "
+            f"s) {seeds_(len(early))} already lie below it, with precision "
             f"{mean_std([r['precision'] for r in early], '.3f')} and recall "
             f"{mean_std([r['recall'] for r in early], '.3f')}."
         )
