@@ -98,9 +98,11 @@ def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, 
 
 
 def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
-    # plain SGD with lr 1: each weight moves by its clipped gradient, at most 1e-3
+    # plain SGD with lr 1, one update per net: each weight moves by its clipped gradient,
+    # at most 1e-3
     cfg = make_cfg(
         "model=mlp",
+        "step_ratio=d1g1",
         "optimizer=sgd",
         "optimizer.lr=1.0",
         "optimizer.clip_value=1e-3",

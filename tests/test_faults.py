@@ -1234,7 +1234,8 @@ def test_deferred_nan_checks_find_the_iteration_one_check_later(
     with pytest.raises(GanError) as err:
         train(cfg)
     msg = str(err.value)
-    assert "training diverged at iteration 8 (global step 16) (found at iteration 9" in msg
+    step = 8 * (cfg.step_ratio.d_steps + cfg.step_ratio.g_steps)  # optimizer steps so far
+    assert f"training diverged at iteration 8 (global step {step}) (found at iteration 9" in msg
     record = json.loads((last.parent.parent / "nan_injected.json").read_text())
     assert sha256(last) == record["last_sha256"], "the last good checkpoint was rewritten"
     assert assert_finite_checkpoint(last)["gan_iteration"] == 6

@@ -156,7 +156,8 @@ def test_noise_distribution(make_cfg: MakeCfg, dist: str) -> None:
 
 @pytest.mark.parametrize("reuse", [False, True])
 def test_reuse_fake_saves_one_generator_pass(make_cfg: MakeCfg, tmp_path, reuse: bool) -> None:
-    cfg = make_cfg("model=mlp", f"perf.reuse_fake={str(reuse).lower()}", "metrics.enabled=false")
+    reuse_flag = f"perf.reuse_fake={str(reuse).lower()}"
+    cfg = make_cfg("model=mlp", "step_ratio=d1g1", reuse_flag, "metrics.enabled=false")
     module, dm = build(cfg)
     calls = []
     module.generator.register_forward_hook(lambda *a: calls.append(1))

@@ -120,12 +120,14 @@ def test_fast_cpu_settings_train_and_sample(make_cfg: MakeCfg) -> None:
 def test_compile_trains_and_saves_plain_weights(make_cfg: MakeCfg, tmp_path: Path) -> None:
     # torch.compile of G and D (tens of seconds on a 2-core CPU): the step runs the
     # compiled nets, and checkpoints keep the plain networks' keys, so they load anywhere.
-    module, dm = build(make_cfg("model=mlp", "perf.compile=true", "metrics.enabled=false"))
+    cfg = make_cfg("model=mlp", "perf.compile=true", "metrics.enabled=false")
+    module, dm = build(cfg)
     trainer = fit(module, dm, batches=2, tmp_path=str(tmp_path))
     assert isinstance(module._g, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(module._d, torch._dynamo.eval_frame.OptimizedModule)
     opt_g, opt_d = (o.optimizer for o in module.optimizers())
-    assert (adam_steps(opt_d), adam_steps(opt_g)) == (2, 2)
+    r = cfg.step_ratio
+    assert (adam_steps(opt_d), adam_steps(opt_g)) == (2 * r.d_steps, 2 * r.g_steps)
     path = tmp_path / "compiled.ckpt"
     trainer.save_checkpoint(path)
     state = torch.load(path, weights_only=False)["state_dict"]

@@ -72,13 +72,14 @@ def test_resume_from_last_ckpt_continues_the_run(make_cfg: MakeCfg, tmp_path: Pa
     train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     state = torch.load(last, weights_only=False)
-    assert (state["epoch"], state["global_step"], state["gan_iteration"]) == (0, 12, 6)
+    per = first.step_ratio.d_steps + first.step_ratio.g_steps  # optimizer steps an iteration
+    assert (state["epoch"], state["global_step"], state["gan_iteration"]) == (0, 6 * per, 6)
 
     second = make_cfg("model=mlp", "trainer.max_epochs=2", f"ckpt_path={last}")
     second.paths.output_dir = str(tmp_path / "resumed")
     train(second)
     state = torch.load(last, weights_only=False)  # resumed into the checkpoint's run folder
-    assert (state["epoch"], state["global_step"], state["gan_iteration"]) == (1, 24, 12)
+    assert (state["epoch"], state["global_step"], state["gan_iteration"]) == (1, 12 * per, 12)
     adam = state["optimizer_states"][1]["state"][0]
     assert int(adam["step"]) == 12  # D's optimizer state carried over, not restarted
 
@@ -167,7 +168,8 @@ def test_ema_differs_from_g_and_is_restored_on_resume(make_cfg: MakeCfg, tmp_pat
     sd = torch.load(last, weights_only=False)["state_dict"]
     g, ema = sd["generator.net.0.weight"], sd["ema_generator.module.net.0.weight"]
     assert not torch.equal(g, ema)  # an average of past weights, not G itself
-    assert int(sd["ema_generator.n_averaged"]) == 6  # one update per G step
+    g_steps = first.step_ratio.g_steps
+    assert int(sd["ema_generator.n_averaged"]) == 6 * g_steps  # one update per G step
 
     module = GAN.load_from_checkpoint(last, map_location="cpu")
     assert torch.equal(module.ema_generator.module.net[0].weight, ema)
@@ -183,7 +185,7 @@ def test_ema_differs_from_g_and_is_restored_on_resume(make_cfg: MakeCfg, tmp_pat
     second.paths.output_dir = str(tmp_path / "resumed")
     train(second)
     sd2 = torch.load(last, weights_only=False)["state_dict"]  # same run folder
-    assert int(sd2["ema_generator.n_averaged"]) == 12  # the average went on from the checkpoint
+    assert int(sd2["ema_generator.n_averaged"]) == 12 * g_steps  # went on from the checkpoint
 
 
 def test_ema_never_changes_how_g_trains(make_cfg: MakeCfg, tmp_path: Path) -> None:
