@@ -266,11 +266,12 @@ def main() -> None:
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     level = statistics.mean(c[-1]["fid"] for c in results["plain"].values())
+    curves = [c for c in results["ours"].values() if c]
+    early = [c[0] for c in curves if c[0]["fid"] <= level]  # below it at once: no crossing
     along = {
-        k: [v for c in results["ours"].values() if (v := at_fid(c, level, k)) is not None]
+        k: [v for c in curves if c[0]["fid"] > level and (v := at_fid(c, level, k)) is not None]
         for k in ("precision", "recall", "epoch", "seconds")
     }
-    early = [c[0] for c in results["ours"].values() if c and c[0]["fid"] <= level]
     lines += ["", f"At equal val/fid (the plain loop's final {level:.0f}): "]
     if along["precision"]:
         lines[-1] += (
@@ -279,7 +280,7 @@ def main() -> None:
             f"epochs and {mean_std(along['seconds'], '.0f')} s, with precision "
             f"{mean_std(along['precision'], '.3f')} and recall {mean_std(along['recall'], '.3f')}. "
         )
-    if early:  # below the level at the first validation: no crossing to read
+    if early:
         lines[-1] += (
             f"At the first validation (after {mean_std([r['seconds'] for r in early], '.0f')} "
             f"s) {seeds_(len(early))} already lie below it, with precision "

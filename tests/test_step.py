@@ -41,6 +41,7 @@ class Capture(L.Callback):
 
 CASES = {
     "bce": [],
+    "bce-d1g1": ["step_ratio=d1g1"],  # the default takes two G updates; most recipes one
     "wgan_gp-d2g1-uniform": ["loss=wgan_gp", "step_ratio=d2g1", "noise=uniform"],
     "lsgan-noisy-smoothing": ["loss=lsgan", "label_smoothing=noisy"],
     "hinge-d1g2-reuse-fake-topk": [
