@@ -214,8 +214,9 @@ def theirs_dcgan(root: str, iters: int, warmup: int) -> float:
     return statistics.median(b - a for a, b in zip(m, m[1:]))
 
 
-# The examples' step: one D and one G update per batch, no average of G's weights
-SAME_STEP = ["step_ratio=d1g1", "ema.enabled=false"]
+# The examples' step: one D and one G update per batch, no average of G's weights, and
+# their 100 latents
+SAME_STEP = ["step_ratio=d1g1", "ema.enabled=false", "noise.dim=100"]
 PAIRS: dict[str, dict[str, Any]] = {
     "dcgan": {
         "theirs": "PyTorch's DCGAN example (64x64, ngf = ndf = 64)",

@@ -271,14 +271,15 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
 
 # What `python -m gan.train` runs (tuned for time to good digits: bench/default_vs_plain.py),
 # and the recipes on model=dcgan, which keep the settings their figures were measured with:
-# G's width (channels of its first layer), batch, (D, G) updates, lr, EMA, G reusing D's fakes.
+# G's width (channels of its first layer), latent size, batch, (D, G) updates, lr, EMA, G
+# reusing D's fakes.
 DCGAN_RUNS = {
-    "default": (128, 32, (1, 2), 1e-3, True, True),
-    "experiment=dcgan": (256, 128, (1, 1), 2e-4, False, False),
-    "experiment=fast_mnist": (256, 64, (1, 2), 1e-3, True, True),
-    "experiment=cgan_mnist": (256, 32, (1, 1), 2e-4, False, False),
-    "experiment=acgan_mnist": (256, 32, (1, 1), 2e-4, False, False),
-    "experiment=stacked_mnist": (256, 64, (1, 1), 2e-4, False, False),
+    "default": (128, 8, 32, (1, 2), 1e-3, True, True),
+    "experiment=dcgan": (256, 100, 128, (1, 1), 2e-4, False, False),
+    "experiment=fast_mnist": (256, 100, 64, (1, 2), 1e-3, True, True),
+    "experiment=cgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
+    "experiment=acgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
+    "experiment=stacked_mnist": (256, 100, 64, (1, 1), 2e-4, False, False),
 }
 
 
@@ -288,7 +289,7 @@ def test_default_and_dcgan_recipes_keep_their_measured_settings(
 ) -> None:
     from torch import nn
 
-    width, batch, ratio, lr, ema, reuse = DCGAN_RUNS[run]
+    width, latent, batch, ratio, lr, ema, reuse = DCGAN_RUNS[run]
     cfg = make_cfg(*([] if run == "default" else [run]), tiny=False)
     assert cfg.model.name == "dcgan"
     assert (cfg.data.batch_size, cfg.optimizer.lr) == (batch, pytest.approx(lr))
@@ -297,5 +298,6 @@ def test_default_and_dcgan_recipes_keep_their_measured_settings(
     module = GAN.from_config(cfg)
     first = next(m for m in module.generator.modules() if isinstance(m, nn.ConvTranspose2d))
     assert first.out_channels == width
+    assert (module.generator.latent_dim, module.sample_z(2).shape) == (latent, (2, latent))
     d_first = next(m for m in module.discriminator.modules() if isinstance(m, nn.Conv2d))
     assert d_first.out_channels == 64  # D is the same in all of them

@@ -133,7 +133,8 @@ def test_compile_trains_and_saves_plain_weights(make_cfg: MakeCfg, tmp_path: Pat
     state = torch.load(path, weights_only=False)["state_dict"]
     assert not any("_orig_mod" in k for k in state)
     plain = load_gan(path)
-    assert torch.equal(plain(torch.zeros(1, 100)), module.eval().generator(torch.zeros(1, 100)))
+    z = torch.zeros(1, cfg.noise.dim)
+    assert torch.equal(plain(z), module.eval().generator(z))
 
 
 def test_compile_mode_reaches_torch_compile(make_cfg: MakeCfg, monkeypatch) -> None:
