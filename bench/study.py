@@ -42,11 +42,12 @@ VARIANTS: dict[str, list[str]] = {
     "diffaug": ["stabilize.diffaug=[translation,cutout]"],
     "no_ema": ["ema.enabled=false"],
 }
-# The base as the study ran it: fast_mnist at lr 2e-3 with beta2 0.99 and one G update per
-# D update, the first tuning of the recipe (it now runs lr 1e-3, which stalls less late but
-# learns slower early, and d1g2).
+# The base as the study ran it: fast_mnist at lr 2e-3 with beta2 0.99, one G update per D
+# update and 100 latents, the first tuning of the recipe (it now runs lr 1e-3, which stalls
+# less late but learns slower early, d1g2 and 8 latents).
 BASE_OVERRIDES = [
     "step_ratio=d1g1",
+    "noise.dim=100",
     "optimizer.lr=2e-3",
     "optimizer.g.betas=[0.5,0.99]",
     "optimizer.d.betas=[0.5,0.99]",
@@ -98,7 +99,7 @@ def main() -> None:
         by_variant[variant] = group
     base = by_variant.get("base")
     lines = [
-        f"`python bench/study.py --epochs {args.epochs}`: `experiment={args.base}` (lr 2e-3, beta2 0.99, d1g1) with each "
+        f"`python bench/study.py --epochs {args.epochs}`: `experiment={args.base}` (lr 2e-3, beta2 0.99, d1g1, 100 latents) with each "
         f"variant's overrides, {args.epochs} epochs of the MNIST {args.split} split (the same "
         f"iterations for all), seeds {args.seeds}; final scores, mean ± std over seeds "
         f"(1,000 fakes each). *real*: the difference from `base` in val/fid exceeds twice its "

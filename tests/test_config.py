@@ -276,7 +276,7 @@ def test_each_recipe_builds_its_tutorials_setup(make_cfg: MakeCfg, recipe: str) 
 DCGAN_RUNS = {
     "default": (128, 8, 32, (1, 2), 1e-3, True, True),
     "experiment=dcgan": (256, 100, 128, (1, 1), 2e-4, False, False),
-    "experiment=fast_mnist": (256, 100, 64, (1, 2), 1e-3, True, True),
+    "experiment=fast_mnist": (256, 8, 64, (1, 2), 1e-3, True, True),
     "experiment=cgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
     "experiment=acgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
     "experiment=stacked_mnist": (256, 100, 64, (1, 1), 2e-4, False, False),
