@@ -6,7 +6,8 @@
     python -m gan.app ckpt=last.ckpt host=0.0.0.0            # reachable from the LAN: opt-in
 
 Options (key=value, Hydra style; an unknown key is an error):
-    ckpt    a checkpoint written by `python -m gan.train`, or its run folder (required)
+    ckpt    a checkpoint written by `python -m gan.train`, its run folder, or a folder
+            written by `python -m gan.export format=safetensors` (required)
     host    the address to serve on (127.0.0.1: this machine only)
     port    the port (null: 7860, or the next free one)
     share   true: also open a public gradio.live link (off unless asked for)
@@ -15,6 +16,8 @@ Options (key=value, Hydra style; an unknown key is an error):
     ema     true: the EMA weights (an error if the run kept none); false: G itself;
             null (the default): the EMA weights when the checkpoint has them
     device  where G runs (cpu)
+    trust_code  true: build a network outside the project's registry, which imports the code
+            the checkpoint names; only for a model you trained yourself (false)
 
 The generator is rebuilt from the checkpoint alone, as `python -m gan.sample` does, and
 errors are the same one-line `error: ...` messages (exit status 1). Panels:
@@ -75,6 +78,7 @@ class AppConfig:
     grid: int = 8
     ema: bool | None = None
     device: str = "cpu"
+    trust_code: bool = False
 
 
 # ---- arguments -------------------------------------------------------------------------
@@ -238,7 +242,7 @@ def serve(cfg: DictConfig) -> None:
     from gan.sample import check_ckpt, load_gan
 
     ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # fail in a blink, before loading gradio
-    module = load_gan(ckpt)
+    module = load_gan(ckpt, cfg.trust_code)
     if cfg.ema and module.ema_generator is None:
         raise GanError(
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "

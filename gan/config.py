@@ -274,6 +274,9 @@ class TrainConfig(ModuleConfig):
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
     ckpt_path: str | None = None  # resume from this checkpoint
+    # Build a network outside gan.nets' registry (model.generator._target_=my.Net): imports
+    # and runs the code the config names. Never needed for the project's own models.
+    trust_code: bool = False
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
     optimized_metric: str = "val/fid"  # what a sweep's job returns to the sweeper

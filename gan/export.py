@@ -1,16 +1,27 @@
-"""Export a trained generator to ONNX or TorchScript, and check the file before saying so.
+"""Export a trained generator to ONNX, TorchScript or a shareable safetensors folder, and
+check the result before saying so.
 
     pip install -e ".[app]"                      # onnx and onnxruntime
     python -m gan.export ckpt=outputs/2024-05-01/12-00-00                  # -> generator.onnx
     python -m gan.export ckpt=last.ckpt format=torchscript out=g.pt
     python -m gan.export ckpt=last.ckpt out=models/g.onnx ema=false
+    python -m gan.export ckpt=last.ckpt format=safetensors out=digits-gan   # a folder to share
 
 Options (key=value, Hydra style; an unknown key is an error):
-    ckpt    a checkpoint written by `python -m gan.train`, or its run folder (required)
-    format  onnx | torchscript
-    out     the file to write (generator.onnx; generator.pt for format=torchscript)
+    ckpt    a checkpoint written by `python -m gan.train`, its run folder, or a folder
+            written by format=safetensors (required)
+    format  onnx | torchscript | safetensors (the Hugging Face layout: gan.hub)
+    out     the file to write (generator.onnx; generator.pt for format=torchscript), or
+            the folder (generator/ for format=safetensors)
     ema     true: the EMA weights (an error if the run kept none); false: G itself;
             null (the default): the EMA weights when the checkpoint has them
+    trust_code  true: build a network outside the project's registry, which imports the
+            code the checkpoint names; only for a model you trained yourself (false)
+
+format=safetensors writes model.safetensors (G, and the EMA G when the run kept one),
+config.json and a model card into the folder `out`; `gan.sample`, `gan.app` and
+`gan.export` load it without unpickling anything. It is checked by loading it back: the
+same noise must give bit-identical images, or nothing is written.
 
 The exported G maps noise z, float32 (N, noise.dim) with any batch size N, to images
 float32 (N, C, H, W) in G's output range ([-1, 1] for tanh, [0, 1] for sigmoid). A
@@ -34,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import MISSING, DictConfig
 
+from gan import hub
 from gan.errors import GanError, first_line
 from gan.explore import num_classes
 from gan.options import command, parse_options
@@ -43,8 +55,8 @@ if TYPE_CHECKING:
 
     from gan.module import GAN
 
-FORMATS = ("onnx", "torchscript")
-DEFAULT_OUT = {"onnx": "generator.onnx", "torchscript": "generator.pt"}
+FORMATS = ("onnx", "torchscript", "safetensors")
+DEFAULT_OUT = {"onnx": "generator.onnx", "torchscript": "generator.pt", "safetensors": "generator"}
 TOLERANCE = 1e-4  # largest |runtime - PyTorch| accepted, on images in G's output range
 CHECK_BATCHES = (1, 7)  # batch sizes the check runs: one that is not the traced size
 
@@ -57,6 +69,7 @@ class ExportConfig:
     format: str = "onnx"
     out: str | None = None  # None: DEFAULT_OUT[format]
     ema: bool | None = None
+    trust_code: bool = False
 
 
 def parse(argv: Sequence[str]) -> DictConfig:
@@ -69,10 +82,24 @@ def parse(argv: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def check_out(out: Path) -> None:
-    """Fail early (before loading anything) when the file `out` cannot be written."""
+def check_out(out: Path, fmt: str = "onnx") -> None:
+    """Fail early (before loading anything) when `out` cannot be written."""
     from gan.files import check_writable
 
+    if fmt == "safetensors":
+        if out.exists() and not out.is_dir():
+            raise GanError(
+                f"out={out} is a file, but format=safetensors writes a folder: pass a folder, "
+                f"e.g. out={out.with_suffix('')}."
+            )
+        taken = [name for name in hub.FILES if (out / name).exists()]
+        if taken:
+            raise GanError(
+                f"out={out} already holds {', '.join(taken)}: pick another out=... so that "
+                f"nothing is overwritten."
+            )
+        check_writable(out, key="out")
+        return
     if out.is_dir():
         raise GanError(
             f"out={out} is a folder: pass a file name, e.g. out={out / 'generator.onnx'}."
@@ -218,6 +245,41 @@ def verify(module: GAN, net: nn.Module, fmt: str, path: Path) -> float:
     return worst
 
 
+def write_folder(module: GAN, out: Path, trust_code: bool = False) -> float:
+    """The shared folder (gan.hub) at `out`, written into a temporary folder beside it and
+    loaded back first: its G and EMA G must draw bit-identical images (returns 0.0)."""
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        hub.save(module, tmp)
+        back = hub.load(tmp, trust_code)
+        for ema in (False, True) if module.ema_generator is not None else (False,):
+            for i, n in enumerate(CHECK_BATCHES):
+                inputs = example_inputs(module, n, seed=100 + i)
+                with torch.no_grad():
+                    want = exported_net(module, ema)(*inputs)
+                    got = exported_net(back, ema)(*inputs)
+                if not torch.equal(got, want):
+                    worst = float((got - want).abs().max())
+                    raise GanError(
+                        f"the exported folder draws images up to {worst:.2e} away from the "
+                        f"checkpoint's on the same noise: nothing was written."
+                    )
+        for name in hub.FILES:
+            os.replace(tmp / name, out / name)
+    except OSError as e:
+        raise GanError(f"cannot write {out} ({e.strerror or e}): pick another out=...") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0.0
+
+
 def export(cfg: DictConfig) -> tuple[Path, float]:
     """Load the checkpoint, export G, verify it; returns the file and the largest difference."""
     from gan.files import atomic_write
@@ -225,7 +287,7 @@ def export(cfg: DictConfig) -> tuple[Path, float]:
 
     out = Path(cfg.out).expanduser()
     ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # both before loading anything
-    check_out(out)
+    check_out(out, cfg.format)
     needs = ["onnx", "onnxruntime"] if cfg.format == "onnx" else []
     for name in needs:
         try:
@@ -234,12 +296,14 @@ def export(cfg: DictConfig) -> tuple[Path, float]:
             raise GanError(
                 f'format=onnx needs {name}, in the optional extra: pip install -e ".[app]"'
             ) from None
-    module = load_gan(ckpt)
+    module = load_gan(ckpt, cfg.trust_code)
     if cfg.ema and module.ema_generator is None:
         raise GanError(
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
             f"drop ema=true, or train with ema.enabled=true."
         )
+    if cfg.format == "safetensors":
+        return out, write_folder(module, out, cfg.trust_code)
     net = exported_net(module, cfg.ema)
     write = write_onnx if cfg.format == "onnx" else write_torchscript
     worst = 0.0
@@ -267,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     def run(args: list[str]) -> Path:
         cfg = parse(args)
         path, worst = export(cfg)
+        if cfg.format == "safetensors":
+            print(
+                f"wrote {path}/ ({', '.join(hub.FILES)}): loaded back, it draws "
+                f"bit-identical images. Sample with: python -m gan.sample ckpt={path}"
+            )
+            return path
         runtime = "onnxruntime" if cfg.format == "onnx" else "torch.jit"
         batches = " and ".join(map(str, CHECK_BATCHES))
         print(

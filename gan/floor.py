@@ -78,7 +78,7 @@ class PlainLoop:
     ) -> None:
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        g, d = (net.to(device) for net in build_nets(cfg))
+        g, d = (net.to(device) for net in build_nets(cfg, bool(cfg.get("trust_code", False))))
         k = cfg.condition.num_classes if cfg.condition.name != "none" else 0
         # A conditional floor needs the reals' classes: the data's, or random ones.
         if k and labels is None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from gan.errors import GanError
+from gan.errors import GanError, read_checkpoint
 from gan.files import checkpoint_dir
 
 log = logging.getLogger("gan.health")
@@ -130,7 +131,13 @@ class NanGuard(L.Callback):
     def _rollback(
         self, trainer: L.Trainer, pl_module: L.LightningModule, path: str, where: str
     ) -> None:
-        ckpt = torch.load(path, map_location=pl_module.device, weights_only=False)
+        # Read as data (weights_only): a run folder may come from someone else. This
+        # project's checkpoints hold tensors and plain values only.
+        ckpt = read_checkpoint(
+            Path(path),
+            f"the last checkpoint {path}",
+            "Cannot roll back to it: set guard.on_nonfinite=stop, or resume from a good checkpoint",
+        )
         pl_module.load_state_dict(ckpt["state_dict"])
         for opt, state in zip(trainer.optimizers, ckpt["optimizer_states"]):
             opt.load_state_dict(state)

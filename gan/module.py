@@ -122,17 +122,19 @@ class LightningUpdates:
 
 
 class GAN(L.LightningModule):
-    def __init__(self, **groups: dict[str, Any] | None) -> None:
+    def __init__(self, trust_code: bool = False, **groups: dict[str, Any] | None) -> None:
+        """`groups`: the config groups as plain dicts. `trust_code`: a network outside
+        `gan.nets.registry()` may be built (its `_target_` imported); not saved."""
         super().__init__()
         unknown = set(groups) - set(MODULE_GROUPS)
         if unknown:
             raise GanError(
                 f"GAN got unknown config groups {sorted(unknown)}: use {', '.join(MODULE_GROUPS)}"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["trust_code"])
         self.automatic_optimization = False  # GANs step two optimizers by hand
         self.cfg = module_config(**groups)  # typed once
-        self.generator, self.discriminator = build_nets(self.cfg)
+        self.generator, self.discriminator = build_nets(self.cfg, trust_code)
         # What the step calls: G and D, or their compiled versions (set in setup). Kept
         # out of the module registry, so checkpoints hold the plain networks' keys.
         self.__dict__["_g"], self.__dict__["_d"] = self.generator, self.discriminator
@@ -159,7 +161,8 @@ class GAN(L.LightningModule):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> GAN:
         """The module from a composed training config (its MODULE_GROUPS nodes)."""
-        return cls(**{group: to_dict(cfg[group]) for group in MODULE_GROUPS})
+        groups = {group: to_dict(cfg[group]) for group in MODULE_GROUPS}
+        return cls(trust_code=bool(cfg.get("trust_code", False)), **groups)
 
     # ---- sampling
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -9,7 +9,8 @@
     python -m gan.sample ckpt=last.ckpt per_class=8                     # one row per class
 
 Options (key=value, Hydra style; an unknown key is an error):
-    ckpt         a checkpoint written by `python -m gan.train`, or its run folder (required)
+    ckpt         a checkpoint written by `python -m gan.train`, its run folder, or a folder
+                 written by `python -m gan.export format=safetensors` (required)
     n            images to draw, or walks with interpolate=true (64)
     out          where to write (samples.png; samples/ for format=png, samples.pt for format=pt)
     format       grid: one PNG grid | png: one PNG per image in the folder `out` |
@@ -25,8 +26,11 @@ Options (key=value, Hydra style; an unknown key is an error):
     labels       conditional checkpoints: cycle through these classes, e.g. labels=[0,1,2]
     per_class    conditional checkpoints: this many images of every class, one row each
                  (n is then classes x per_class); without any of the three, random classes
+    trust_code   true: build a network outside the project's registry, which imports the
+                 code the checkpoint names; only for a model you trained yourself (false)
 
-The config is read from the checkpoint's hyperparameters; nothing else is needed. Images
+The config is read from the checkpoint's hyperparameters; nothing else is needed. Nothing
+in the file runs: see gan.loading. Images
 are written through a temp file and a rename, so a reader never sees half a file. Errors
 print one `error: ...` line and exit with status 1.
 """
@@ -41,8 +45,9 @@ from typing import TYPE_CHECKING
 
 from omegaconf import MISSING, DictConfig
 
-from gan.errors import GanError, first_line, read_checkpoint
-from gan.files import check_writable, resolve_checkpoint
+from gan.errors import GanError
+from gan.files import check_writable
+from gan.loading import check_ckpt, load_gan
 from gan.options import CKPT_HINT, command, parse_options
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
@@ -72,6 +77,7 @@ class SampleConfig:
     label: int | None = None
     labels: list[int] | None = None
     per_class: int | None = None
+    trust_code: bool = False
 
 
 OPTIONS = tuple(SampleConfig.__dataclass_fields__)
@@ -118,53 +124,6 @@ def check_out(out: Path, fmt: str) -> None:
             f"e.g. out={out / DEFAULT_OUT[fmt]}."
         )
     check_writable(out if fmt == "png" else out.parent, key="out")
-
-
-# ---- the checkpoint --------------------------------------------------------------------
-
-
-def check_ckpt(path: Path) -> Path:
-    """The checkpoint file `path` names (a run folder: its last.ckpt); GanError if none."""
-    path = resolve_checkpoint(path)
-    if not path.exists():
-        raise GanError(f"checkpoint {path} does not exist. {HINT}.")
-    if path.is_dir():
-        raise GanError(
-            f"ckpt={path} is a folder without checkpoints/last.ckpt, not a checkpoint file. {HINT}."
-        )
-    return path
-
-
-def load_gan(path: Path) -> GAN:
-    """Rebuild the GAN (on the CPU, eval mode) from a checkpoint's hyperparameters and weights.
-
-    GanError when the file is missing, is not a torch checkpoint, or is not one of this
-    project's (no `hyper_parameters.model`, or weights that do not fit the model).
-    """
-    path = check_ckpt(path)
-    ckpt = read_checkpoint(path, str(path), HINT)
-    hparams = ckpt["hyper_parameters"]
-
-    from gan.module import GAN
-
-    try:
-        module = GAN(**hparams)
-    except GanError:
-        raise
-    except Exception as e:  # unknown _target_, unexpected keys: written by other code
-        raise GanError(
-            f"{path} is not a checkpoint this version can rebuild: its hyper_parameters fail "
-            f"({first_line(e)}). {HINT}."
-        ) from None
-    try:
-        module.load_state_dict(ckpt["state_dict"], strict=True)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise GanError(
-            f"{path} is not a checkpoint of this project: its weights do not fit the model its "
-            f"hyper_parameters describe ({first_line(e)}). {HINT}."
-        ) from None
-    module.on_load_checkpoint(ckpt)
-    return module.eval()
 
 
 # ---- sampling --------------------------------------------------------------------------
@@ -243,7 +202,7 @@ def sample(cfg: DictConfig) -> tuple[Path, int]:
     ckpt = Path(cfg.ckpt).expanduser()
     ckpt = check_ckpt(ckpt)  # both before loading anything: fail in a blink
     check_out(out, cfg.format)
-    module = load_gan(ckpt)
+    module = load_gan(ckpt, cfg.trust_code)
     if cfg.ema and module.ema_generator is None:
         raise GanError(
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "

@@ -88,7 +88,12 @@ def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | Non
     for logger in run.loggers:
         logger.log_hyperparams(to_dict(cfg))
     try:
-        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.ckpt_path)
+        run.trainer.fit(
+            run.module,
+            datamodule=run.datamodule,
+            ckpt_path=cfg.ckpt_path,
+            weights_only=True,  # a checkpoint is data: nothing in it is unpickled as objects
+        )
     finally:
         finish_loggers(run.loggers)
 

@@ -15,8 +15,14 @@ tutorial's network. Bad arguments and wrongly sized images raise `GanError`.
 
 Families: mlp (TensorFlow), dcgan (28x28 DCGAN), dcgan64 (DCGAN paper / MXNet),
 paddle (PaddlePaddle book), upsample (Keras, Atienza).
+
+`registry()` maps each family's `_target_` name (`gan.nets.dcgan.Generator`) to its class:
+networks are rebuilt from a config or a checkpoint through it, never by importing
+whatever a file names (`gan.nets.base.build_nets`).
 """
 
+import importlib
+from functools import cache
 from typing import Any
 
 from torch import Tensor, nn
@@ -24,6 +30,18 @@ from torch import Tensor, nn
 from gan.errors import GanError
 
 ARCHITECTURES = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
+ROLES = ("Generator", "Discriminator")
+
+
+@cache
+def registry() -> dict[str, type[nn.Module]]:
+    """`_target_` name -> network class, for every family's Generator and Discriminator."""
+    found = {}
+    for family in ARCHITECTURES:
+        module = importlib.import_module(f"gan.nets.{family}")  # our own modules, by a fixed list
+        for role in ROLES:
+            found[f"gan.nets.{family}.{role}"] = getattr(module, role)
+    return found
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

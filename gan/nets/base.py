@@ -159,10 +159,14 @@ class BaseDiscriminator(nn.Module):
         return logits
 
 
-def build_nets(cfg: Any) -> tuple[BaseGenerator, BaseDiscriminator]:
-    """G and D from a config's `model` and `condition` nodes, checked against the config."""
-    from hydra.utils import instantiate
+def build_nets(cfg: Any, trust_code: bool = False) -> tuple[BaseGenerator, BaseDiscriminator]:
+    """G and D from a config's `model` and `condition` nodes, checked against the config.
 
+    Each network's `_target_` is looked up in `gan.nets.registry()` and called with its
+    checked arguments: a config read from a checkpoint names classes, never code to import.
+    A `_target_` outside the registry (a network of one's own) is imported and built by
+    Hydra only with `trust_code=True`.
+    """
     from gan.nets import check_nets
 
     # Only what differs from a plain 1-channel unconditional pair, so that networks of
@@ -174,12 +178,83 @@ def build_nets(cfg: Any) -> tuple[BaseGenerator, BaseDiscriminator]:
             "num_classes": cfg.condition.num_classes,
             "embed_dim": cfg.condition.embed_dim,
         }
-    generator = instantiate(cfg.model.generator, **kwargs)
-    discriminator = instantiate(cfg.model.discriminator, **kwargs)
+    generator = build_net(cfg.model.generator, "generator", kwargs, trust_code)
+    discriminator = build_net(cfg.model.discriminator, "discriminator", kwargs, trust_code)
     check_nets(cfg.model, generator, discriminator)
     if cfg.stabilize.spectral_norm:
         spectral_normalize(discriminator)
     return generator, discriminator
+
+
+TRUST_HINT = "add trust_code=true only if you trust the code it names (see docs/security.md)"
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def build_net(node: Any, role: str, extra: dict[str, Any], trust_code: bool = False) -> nn.Module:
+    """One network from its config node (`model.generator`): a registered class with checked
+    arguments, or, with `trust_code`, whatever Hydra's `instantiate` makes of the node."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from gan.nets import registry
+
+    key = f"model.{role}"
+    spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(spec, dict):
+        raise GanError(f"{key} must be a mapping with a _target_, got {type(spec).__name__}.")
+    spec = dict(spec)
+    target = spec.pop("_target_", None)
+    cls = registry().get(target) if isinstance(target, str) else None
+    if cls is None:
+        if not trust_code:
+            known = ", ".join(n for n in registry() if n.endswith(role.title()))
+            raise GanError(
+                f"{key}._target_={target!r} is not one of this project's networks ({known}): "
+                f"building it would import and run code that the config names. Use a model= "
+                f"option, or {TRUST_HINT}."
+            )
+        from hydra.utils import instantiate
+
+        return instantiate(node, **extra)
+    return cls(**(check_arguments(cls, spec, key) | extra))  # extra wins, as in instantiate
+
+
+def check_arguments(cls: type, spec: dict[str, Any], key: str) -> dict[str, Any]:
+    """`spec` if every entry is a plain argument of `cls` of the annotated type; GanError
+    otherwise (Hydra's `_args_`, `_partial_` and friends, nested nodes, unknown names)."""
+    import inspect
+    from typing import get_type_hints
+
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    for c in reversed(cls.__mro__[:-1]):  # the family's own parameters over its base's
+        init = c.__dict__.get("__init__")
+        if init is not None:
+            params |= dict(inspect.signature(init).parameters)
+            hints |= get_type_hints(init)
+    names = [
+        n
+        for n, p in params.items()
+        if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    for name, value in spec.items():
+        if name.startswith("_") or name not in names:
+            raise GanError(
+                f"{key}.{name} is not an argument of {cls.__module__}.{cls.__name__} (it takes "
+                f"{', '.join(names)}): drop it, or {TRUST_HINT}."
+            )
+        items = value if isinstance(value, list) else [value]
+        want = hints.get(name)
+        ok = all(isinstance(v, _SCALARS) for v in items)
+        if ok and want in (int, float, bool, str):
+            ok = not isinstance(value, list) and (
+                isinstance(value, want)
+                and (want is bool or not isinstance(value, bool))
+                or (want is float and isinstance(value, int) and not isinstance(value, bool))
+            )
+        if not ok:
+            kind = getattr(want, "__name__", "a plain value")
+            raise GanError(f"{key}.{name}={value!r} is invalid: it must be {kind}.")
+    return spec
 
 
 def spectral_normalize(net: nn.Module) -> nn.Module:
