@@ -17,7 +17,7 @@ from gan.errors import GanError
 from gan.losses import LOSSES as loss_registry
 from gan.losses import SMOOTHING
 from gan.mnist import DATASETS
-from gan.nets.base import CONDITIONS
+from gan.nets.base import CONDITIONS, registered
 from gan.sampling import NOISES, RANGES
 from gan.step import OPTIMIZERS as optimizer_registry
 from gan.step import SCHEDULES as schedule_registry
@@ -157,3 +157,5 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
             f"{c.data.value_range}: real and generated images would live in different ranges. "
             f"Drop the data.value_range override; it follows model.output."
         )
+    for role in ("generator", "discriminator"):  # before a run folder is made
+        registered(c.model[role].get("_target_"), role, bool(c.get("trust_code", False)))

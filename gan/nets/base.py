@@ -195,27 +195,34 @@ def build_net(node: Any, role: str, extra: dict[str, Any], trust_code: bool = Fa
     arguments, or, with `trust_code`, whatever Hydra's `instantiate` makes of the node."""
     from omegaconf import DictConfig, OmegaConf
 
-    from gan.nets import registry
-
     key = f"model.{role}"
     spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     if not isinstance(spec, dict):
         raise GanError(f"{key} must be a mapping with a _target_, got {type(spec).__name__}.")
     spec = dict(spec)
     target = spec.pop("_target_", None)
-    cls = registry().get(target) if isinstance(target, str) else None
-    if cls is None:
-        if not trust_code:
-            known = ", ".join(n for n in registry() if n.endswith(role.title()))
-            raise GanError(
-                f"{key}._target_={target!r} is not one of this project's networks ({known}): "
-                f"building it would import and run code that the config names. Use a model= "
-                f"option, or {TRUST_HINT}."
-            )
+    cls = registered(target, role, trust_code)
+    if cls is None:  # trusted code of the user's own
         from hydra.utils import instantiate
 
         return instantiate(node, **extra)
     return cls(**(check_arguments(cls, spec, key) | extra))  # extra wins, as in instantiate
+
+
+def registered(target: Any, role: str, trust_code: bool = False) -> type | None:
+    """The registered class `model.<role>._target_` names; None for another target when
+    `trust_code`, else GanError (one line, naming trust_code=true)."""
+    from gan.nets import registry
+
+    cls = registry().get(target) if isinstance(target, str) else None
+    if cls is None and not trust_code:
+        known = ", ".join(n for n in registry() if n.endswith(role.title()))
+        raise GanError(
+            f"model.{role}._target_={target!r} is not one of this project's networks ({known}): "
+            f"building it would import and run code that the config names. Use a model= "
+            f"option, or {TRUST_HINT}."
+        )
+    return cls
 
 
 def check_arguments(cls: type, spec: dict[str, Any], key: str) -> dict[str, Any]:
