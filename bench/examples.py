@@ -238,6 +238,7 @@ PAIRS: dict[str, dict[str, Any]] = {
             "~model.generator.hidden",
             f"model.discriminator._target_={__name__}.MLPDiscriminator",
             "~model.discriminator.hidden",
+            "trust_code=true",  # networks of this file's own, outside gan.nets' registry
             *SAME_STEP,
             "perf.reuse_fake=false",  # its D update draws fresh fakes
         ],
