@@ -14,7 +14,8 @@ checkpoints.
     images = module(module.sample_z(16))       # (16, 1, 28, 28)
 
 `GAN(**groups)` takes the config groups as plain dicts, the form saved in every
-checkpoint's hyperparameters; `load_from_checkpoint` rebuilds it from them.
+checkpoint's hyperparameters; `GAN.load_from_checkpoint(path)` rebuilds it from them
+through `gan.loading` (weights-only, networks from the registry).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -163,6 +165,20 @@ class GAN(L.LightningModule):
         """The module from a composed training config (its MODULE_GROUPS nodes)."""
         groups = {group: to_dict(cfg[group]) for group in MODULE_GROUPS}
         return cls(trust_code=bool(cfg.get("trust_code", False)), **groups)
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, trust_code: bool = False
+    ) -> GAN:
+        """The module a checkpoint, run folder or shared folder describes, in eval mode.
+
+        Lightning's own would pass every hyperparameter to `GAN(...)`, a file's
+        `trust_code` too: this goes through the project's loader instead (gan.loading).
+        """
+        from gan.loading import load_gan
+
+        module = load_gan(Path(checkpoint_path), trust_code)
+        return module.to(map_location) if map_location is not None else module
 
     # ---- sampling
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -319,6 +319,16 @@ def test_an_export_folder_is_not_overwritten(base: Path, tmp_path: Path) -> None
     assert (folder / "model.safetensors").read_bytes() == before
 
 
+def test_lightning_style_loading_goes_through_the_registry(
+    base: Path, marker: Path, tmp_path: Path
+) -> None:
+    evil = plant(crafted(base, marker, "says-trust-code"), tmp_path / "evil.ckpt")
+    with pytest.raises(GanError) as err:
+        GAN.load_from_checkpoint(evil)
+    assert "not config groups" in assert_one_line(err.value)
+    assert GAN.load_from_checkpoint(base).iteration == 0
+
+
 def test_trust_code_is_never_saved(
     make_cfg: Callable[..., DictConfig],
 ) -> None:
