@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan.config import to_dict
 from gan.faults import AtomicCheckpointIO, RngState
 from gan.health import NanGuard
-from gan.loggers import build_loggers
+from gan.loggers import CsvHistory, build_loggers
 from gan.module import GAN
 
 
@@ -39,7 +39,7 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
     The NaN guard comes first, so a broken iteration stops before anything is saved.
     """
-    callbacks: list[L.Callback] = [NanGuard(**to_dict(cfg.guard)), RngState()]
+    callbacks: list[L.Callback] = [NanGuard(**to_dict(cfg.guard)), RngState(), CsvHistory()]
     for node in cfg.callbacks.values():
         if not node:
             continue

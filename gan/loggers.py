@@ -5,10 +5,16 @@ W&B never prompts: with `WANDB_MODE=offline`, or with no credentials (no
 run folder and the `wandb sync` command that uploads it is printed at the end. In a Hydra
 sweep every job is its own W&B run, named after its overrides, and all jobs of one sweep
 share a `group` (the sweep folder's name). Each run is finished before the next job.
+
+The CSV logger keeps its history: a resumed run appends to `csv/metrics.csv` instead of
+deleting it (Lightning's would), and `CsvHistory` cuts the file back to the rows it held
+when the resumed checkpoint was saved, so that a killed-and-resumed run's file has exactly
+the rows of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
@@ -16,10 +22,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger("gan.loggers")
@@ -50,6 +59,83 @@ def _sweep_info() -> tuple[str | None, str | None]:
     sweep = Path(hc.sweep.dir)
     group = f"{sweep.parent.name}_{sweep.name}"  # e.g. 2026-11-23_10-42-07
     return group, hc.job.override_dirname or f"job{hc.job.num}"
+
+
+class HistoryWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing metrics.csv is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        self.rows = 0  # data rows in the file
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            reader = csv.DictReader(f)
+            self.metrics_keys = list(reader.fieldnames or [])  # appends keep its columns
+            self.rows = sum(1 for _ in reader)
+
+    def save(self) -> None:
+        self.rows += len(self.metrics)
+        super().save()
+
+    def keep_rows(self, n: int) -> None:
+        """Cut metrics.csv back to its first n rows (those logged before a checkpoint)."""
+        self.metrics = []
+        if self.rows <= n or not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            reader = csv.DictReader(f)
+            fields, kept = list(reader.fieldnames or []), [r for _, r in zip(range(n), reader)]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        self.rows = len(kept)
+
+
+class CSVLogger(LightningCSVLogger):
+    """`logger=csv`: Lightning's CSVLogger whose metrics.csv survives a resume."""
+
+    @property
+    def experiment(self) -> HistoryWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = HistoryWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class CsvHistory(L.Callback):
+    """Each checkpoint records how many rows metrics.csv held (flushed first); resuming
+    from it cuts the file back to them, dropping rows logged after that save."""
+
+    def __init__(self) -> None:
+        self._resumed_rows: int | None = None
+
+    @staticmethod
+    def _writers(trainer: L.Trainer) -> list[HistoryWriter]:
+        return [
+            lg.experiment
+            for lg in trainer.loggers
+            if isinstance(lg, CSVLogger) and trainer.is_global_zero
+        ]
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        for writer in self._writers(trainer):
+            writer.save()  # what was logged before this save is on disk with it
+            checkpoint["gan_csv_rows"] = writer.rows
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        rows = checkpoint.get("gan_csv_rows")
+        self._resumed_rows = int(rows) if rows is not None else None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._resumed_rows is not None:
+            for writer in self._writers(trainer):
+                writer.keep_rows(self._resumed_rows)
+            self._resumed_rows = None
 
 
 def build_loggers(nodes: DictConfig) -> list[Logger]:

@@ -99,6 +99,15 @@ def recompute_bn_stats(net: nn.Module, inputs: list[tuple[Tensor, ...]]) -> None
             m.training = training
 
 
+def floor_line(floor: dict[str, Tensor]) -> str:
+    """The floor scores as one rounded line; KID's note says why it may be below 0."""
+    text = ", ".join(f"{k.removesuffix('_floor')} {float(v):.3g}" for k, v in floor.items())
+    kid = floor.get("kid_floor")
+    if kid is not None and float(kid) < 0:
+        text += " (KID is unbiased: a floor below 0 reads as 0, no distance)"
+    return text
+
+
 class LightningUpdates:
     """`gan.step.Updates` through Lightning: toggle_optimizer, manual_backward, precision."""
 
@@ -143,6 +152,7 @@ class GAN(L.LightningModule):
         self.gan_step = GanStep.from_config(self.cfg, self.sample_z, self.sample_labels)
         self.metrics: GanMetrics | None = None  # built in setup(): not needed to sample
         self._real: list[Tensor] = []
+        self._floor_logged = False  # the real-vs-real floor is logged once per run
         self.iteration = 0  # true GAN iterations (batches), unlike Lightning's global_step
         self.g_updates = 0
         self.elapsed_s = 0.0  # training wall time before this fit (from a checkpoint)
@@ -332,8 +342,12 @@ class GAN(L.LightningModule):
             labels = labels if self.num_classes else None  # per-class reals for intra-FID
             floor = self.metrics.set_real(to_unit_range(real, output), labels)
             self._real.clear()
-            log.info("real-vs-real floor (two halves of the held-out reals): %s", floor)
-            self.log_dict({f"val/{k}": v for k, v in floor.items()})
+            if not self._floor_logged:  # once per run: a resumed run's history has it
+                log.info(
+                    "real-vs-real floor (two halves of the held-out reals): %s", floor_line(floor)
+                )
+                self.log_dict({f"val/{k}": v for k, v in floor.items()})
+                self._floor_logged = True
         c = self.cfg.metrics
         gen = torch.Generator().manual_seed(c.seed)  # the global RNG is left alone
         z = self.sample_z(c.num_samples, generator=gen)
@@ -352,6 +366,7 @@ class GAN(L.LightningModule):
         checkpoint["gan_g_updates"] = self.g_updates
         checkpoint["gan_d_updates"] = self.gan_step.d_updates  # the lazy R1/R2 schedule
         checkpoint["gan_elapsed_s"] = self.elapsed_s + time.perf_counter() - self._fit_start
+        checkpoint["gan_floor_logged"] = self._floor_logged
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.iteration = int(checkpoint.get("gan_iteration", 0))
@@ -359,3 +374,4 @@ class GAN(L.LightningModule):
         self.gan_step.d_updates = int(checkpoint.get("gan_d_updates", 0))
         self._ema_bn_stale = self.ema_generator is not None  # statistics of any age: redo
         self.elapsed_s = float(checkpoint.get("gan_elapsed_s", 0.0))
+        self._floor_logged = bool(checkpoint.get("gan_floor_logged", False))

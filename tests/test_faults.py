@@ -596,24 +596,40 @@ def assert_same_training_state(a: Path, b: Path) -> None:
 
 
 def val_fid_epochs(run: Path) -> list[int]:
-    """The epochs with a `val/fid` row in the run's metrics.csv (the last process's rows)."""
+    """The epochs of the `val/fid` rows in the run's metrics.csv, in file order."""
     with (run / "csv" / "metrics.csv").open() as f:
         return [int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/fid")]
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    """metrics.csv's rows, less the wall-clock column (val/elapsed_s); none without a file."""
+    if not (run / "csv" / "metrics.csv").exists():
+        return []
+    with (run / "csv" / "metrics.csv").open() as f:
+        return [{k: v for k, v in r.items() if k != "val/elapsed_s"} for r in csv.DictReader(f)]
+
+
+def assert_same_metrics(a: Path, b: Path) -> None:
+    """The run folders' metrics.csv hold the same rows: a resume kept the history, and
+    dropped what was logged after the checkpoint it resumed from."""
+    ra, rb = metrics_rows(a), metrics_rows(b)
+    assert len(ra) == len(rb), f"{len(rb)} rows, expected {len(ra)}"
+    for i, (x, y) in enumerate(zip(ra, rb)):
+        assert x == y, f"row {i} differs: {x} != {y}"
 
 
 def assert_every_epoch_validated(run: Path, epochs: int, resumed_from: int | None = None) -> None:
     """No epoch's validation or epoch-end hooks were skipped by a kill and a resume.
 
     Every epoch has its images (made at the epoch's end, after its validation). With
-    `resumed_from` (the iteration of the checkpoint resumed from; metrics on), the resumed
-    process logged `val/fid` for every epoch it finished: the one it resumed into on.
+    `resumed_from` (metrics on), metrics.csv holds one `val/fid` row for every epoch: the
+    ones before the kill kept, none logged twice.
     """
     for epoch in range(epochs):
         for name in (f"real_vs_fake_epoch{epoch:03d}.png", f"interpolation_epoch{epoch:03d}.png"):
             assert (run / "images" / name).is_file(), f"epoch {epoch}: no {name}"
     if resumed_from is not None:
-        first = resumed_from // PER_EPOCH  # an epoch-end checkpoint resumes into the next one
-        assert val_fid_epochs(run) == list(range(first, epochs)), (
+        assert val_fid_epochs(run) == list(range(epochs)), (
             f"resumed from iteration {resumed_from}: val/fid rows {val_fid_epochs(run)}"
         )
 
@@ -704,6 +720,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(
     res = train_cli(kill_data, run_b, f"ckpt_path={last}")  # the same run folder
     assert res.returncode == 0, res.stderr[-3000:]
     assert_same_training_state(run_a / "checkpoints" / "last.ckpt", last)
+    assert_same_metrics(run_a, run_b)
     assert not list((run_b / "checkpoints").glob("last-v*.ckpt")), "one last.ckpt only"
 
 
@@ -772,6 +789,7 @@ def test_sigkill_at_every_kind_of_save_position_resumes_bit_exact(
     )
     assert saved == expected
     assert_every_epoch_validated(run_b, 3, resumed_from=saved)
+    assert_same_metrics(run_a, run_b)
 
 
 @pytest.mark.slow
@@ -1023,8 +1041,8 @@ def test_crash_at_an_epochs_end_and_resume_in_process_is_bit_exact(
     train(b)
     assert_same_training_state(a, last)
     assert saved == expected
-    first = saved // 6  # the epoch the resumed run starts in
-    assert val_fid_epochs(tmp_path / "b") == list(range(first, 2)), "an epoch went unvalidated"
+    assert val_fid_epochs(tmp_path / "b") == [0, 1], "an epoch went unvalidated, or twice"
+    assert_same_metrics(tmp_path / "a", tmp_path / "b")
 
 
 def test_sigterm_in_an_epochs_last_iteration_in_process_saves_after_validation(
@@ -1047,7 +1065,8 @@ def test_sigterm_in_an_epochs_last_iteration_in_process_saves_after_validation(
     train(b)
     assert_same_training_state(a, last)
     assert saved == 6
-    assert val_fid_epochs(tmp_path / "b") == [1]
+    assert val_fid_epochs(tmp_path / "b") == [0, 1]
+    assert_same_metrics(tmp_path / "a", tmp_path / "b")
 
 
 @pytest.mark.parametrize("metrics", ["true", "false"], ids=["metrics-on", "metrics-off"])
@@ -1079,7 +1098,8 @@ def test_a_finished_run_continued_for_more_epochs_is_bit_exact(
     for epoch in (0, 1):
         assert (tmp_path / "b" / "images" / f"real_vs_fake_epoch{epoch:03d}.png").is_file()
     if metrics == "true":
-        assert val_fid_epochs(tmp_path / "b") == [1]
+        assert val_fid_epochs(tmp_path / "b") == [0, 1]
+    assert_same_metrics(tmp_path / "a", tmp_path / "b")
 
 
 # ---- 2. a kill during a checkpoint save -----------------------------------------------------
