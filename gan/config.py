@@ -246,7 +246,7 @@ class TrainerConfig:
     deterministic: Any = False
     benchmark: bool | None = None
     enable_progress_bar: bool = True
-    enable_model_summary: bool = True
+    enable_model_summary: bool = False  # the layer table (its FLOPs read 0): verbose=true
     enable_checkpointing: bool = True
     use_distributed_sampler: bool = False  # the DataModule's sampler shards by rank itself
     detect_anomaly: bool = False
@@ -277,6 +277,7 @@ class TrainConfig(ModuleConfig):
     # Build a network outside gan.nets' registry (model.generator._target_=my.Net): imports
     # and runs the code the config names. Never needed for the project's own models.
     trust_code: bool = False
+    verbose: bool = False  # Lightning's info lines, third-party warnings, the layer table
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
     optimized_metric: str = "val/fid"  # what a sweep's job returns to the sweeper

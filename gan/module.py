@@ -21,6 +21,7 @@ through `gan.loading` (weights-only, networks from the registry).
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -153,6 +154,8 @@ class GAN(L.LightningModule):
         self.metrics: GanMetrics | None = None  # built in setup(): not needed to sample
         self._real: list[Tensor] = []
         self._floor_logged = False  # the real-vs-real floor is logged once per run
+        self.floor: dict[str, float] = {}  # the real-vs-real scores, once measured
+        self.best_fid: tuple[float, int] | None = None  # (the lowest val/fid, its epoch)
         self.iteration = 0  # true GAN iterations (batches), unlike Lightning's global_step
         self.g_updates = 0
         self.elapsed_s = 0.0  # training wall time before this fit (from a checkpoint)
@@ -342,6 +345,7 @@ class GAN(L.LightningModule):
             labels = labels if self.num_classes else None  # per-class reals for intra-FID
             floor = self.metrics.set_real(to_unit_range(real, output), labels)
             self._real.clear()
+            self.floor = {f"val/{k}": float(v) for k, v in floor.items()}
             if not self._floor_logged:  # once per run: a resumed run's history has it
                 log.info(
                     "real-vs-real floor (two halves of the held-out reals): %s", floor_line(floor)
@@ -357,6 +361,9 @@ class GAN(L.LightningModule):
         scores = self.metrics.compute(to_unit_range(fake, output), labels)
         scalars = {f"val/{k}": v for k, v in scores.items() if v.dim() == 0}
         self.log_dict(scalars, sync_dist=True)
+        fid = float(scores["fid"])
+        if math.isfinite(fid) and (self.best_fid is None or fid < self.best_fid[0]):
+            self.best_fid = (fid, self.current_epoch)  # for the end-of-run table
         # Wall-clock seconds of training so far (resumes included): time to a given score.
         self.log("val/elapsed_s", self.elapsed_s + time.perf_counter() - self._fit_start)
 
@@ -367,6 +374,7 @@ class GAN(L.LightningModule):
         checkpoint["gan_d_updates"] = self.gan_step.d_updates  # the lazy R1/R2 schedule
         checkpoint["gan_elapsed_s"] = self.elapsed_s + time.perf_counter() - self._fit_start
         checkpoint["gan_floor_logged"] = self._floor_logged
+        checkpoint["gan_best_fid"] = list(self.best_fid) if self.best_fid else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.iteration = int(checkpoint.get("gan_iteration", 0))
@@ -375,3 +383,5 @@ class GAN(L.LightningModule):
         self._ema_bn_stale = self.ema_generator is not None  # statistics of any age: redo
         self.elapsed_s = float(checkpoint.get("gan_elapsed_s", 0.0))
         self._floor_logged = bool(checkpoint.get("gan_floor_logged", False))
+        best = checkpoint.get("gan_best_fid")
+        self.best_fid = (float(best[0]), int(best[1])) if best else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import time
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gan.build import build
 from gan.classifier import load_or_train
 from gan.config import register, to_dict
+from gan.console import quiet, summary
 from gan.errors import GanError
-from gan.faults import check_resume_checkpoint
+from gan.faults import Interrupted, check_resume_checkpoint
 from gan.files import LIGHTNING_NAMES, check_writable, resolve_checkpoint
 from gan.loggers import finish_loggers
 from gan.validate import validate
@@ -67,6 +69,9 @@ def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | Non
     result.json holds them whatever the logger (gan.report reads them from there).
     """
     validate(cfg)
+    if cfg.verbose:
+        with open_dict(cfg):
+            cfg.trainer.enable_model_summary = True  # the layer table, on request
     check_accelerator(cfg.trainer.accelerator)
     check_writable(cfg.paths.output_dir)
     if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
@@ -102,8 +107,12 @@ def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | Non
         final.update(
             {k: float(v) for k, v in metrics.items() if k.startswith("val/") and v.numel() == 1}
         )
+        final.update(run.module.floor)  # measured each fit, logged once per run
+        if run.module.best_fid is not None:
+            final["best/val/fid"], final["best/epoch"] = run.module.best_fid
     value = metrics.get(cfg.optimized_metric)
-    log.info("run folder: %s", out)
+    if in_sweep():  # a single run prints its folder in the end-of-run table
+        log.info("run folder: %s", out)
     return None if value is None else float(value)
 
 
@@ -136,10 +145,17 @@ def in_sweep() -> bool:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal."""
+    quiet(cfg.verbose)
     start = time.perf_counter()
     final: dict[str, float] = {}
     try:
         value = train(cfg, final)
+    except Interrupted:  # SIGTERM / Ctrl+C: last.ckpt is saved; say how to go on
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        resume = f"python -m gan.train ckpt_path={shlex.quote(str(Path(cfg.paths.output_dir)))}"
+        error = f"interrupted; resume with: {resume}" if last.is_file() else "interrupted"
+        write_result(cfg, "interrupted", None, time.perf_counter() - start, error, final)
+        raise
     except Exception as err:  # noqa: BLE001 - every failure is recorded before it surfaces
         write_result(
             cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
@@ -154,7 +170,12 @@ def main(cfg: DictConfig) -> float | None:
     if value is None:
         log.warning("%s was never logged: nothing for a sweeper to rank", cfg.optimized_metric)
         status = "no-metric"
-    write_result(cfg, status, value, time.perf_counter() - start, final=final)
+    seconds = time.perf_counter() - start
+    write_result(cfg, status, value, seconds, final=final)
+    if not in_sweep():
+        best = final.get("best/val/fid")
+        where = (best, int(final["best/epoch"])) if best is not None else None
+        print(summary(Path(cfg.paths.output_dir), status, seconds, final, where))
     if status != "ok" and in_sweep():
         return float("inf")  # a sweeper ranks it last instead of crashing
     return value
