@@ -9,7 +9,8 @@ table shows the overrides that differ between jobs (the swept values), how the j
 (ok, failed, diverged, or running/killed while `result.json` is missing), the final and
 best value of `--metric` (best is the lowest, or the highest for scores such as
 val/mnist_score, val/coverage, val/precision), the final `val/coverage` and other scores,
-its time and, for a failed job, why. Scores are read whatever the logger was: csv, then
+its time and, for a failed job, why. Every scalar score any job logged gets a column
+(floors and the wall clock aside); `--columns val/kid,val/precision` picks them instead. Scores are read whatever the logger was: csv, then
 TensorBoard, then W&B (offline runs too), then `result.json` (gan/report_scores.py).
 
 When the jobs differ in `seed` (`-m seed=0,1,2 loss=bce,hinge`), the jobs that differ only
@@ -223,8 +224,24 @@ def shorten(text: str, width: int = ERROR_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def job_columns(metric: str, extras: Sequence[str]) -> list[Column]:
-    return [Column(metric), Column(metric, True), Column(COVERAGE), *map(Column, extras)]
+def job_columns(metric: str, extras: Sequence[str], coverage: bool = True) -> list[Column]:
+    first = [Column(metric), Column(metric, True)] + ([Column(COVERAGE)] if coverage else [])
+    return [*first, *map(Column, extras)]
+
+
+def score_names(jobs: Sequence[Job], metric: str, chosen: Sequence[str] | None = None) -> list[str]:
+    """The score columns after `metric`'s: `chosen`, or every scalar val/* score a job logged
+    (less the floors and the wall clock), EXTRA's first."""
+    logged = {k for job in jobs for k in job.last if k.startswith("val/")}
+    if chosen:
+        unknown = [c for c in chosen if c not in logged]
+        if unknown:
+            have = ", ".join(sorted(logged)) or "none"
+            raise SystemExit(f"error: no job logged {', '.join(unknown)}; the scores are: {have}")
+        return list(chosen)
+    skip = {metric, COVERAGE, "val/elapsed_s"}
+    rest = sorted(k for k in logged if k not in skip and not k.endswith("_floor"))
+    return [k for k in EXTRA if k in rest] + [k for k in rest if k not in EXTRA]
 
 
 def header(keys: Sequence[str], columns: Sequence[Column]) -> list[str]:
@@ -306,13 +323,17 @@ def group_style(group: Group) -> str | None:
 
 
 def report(
-    folders: Sequence[Path], metric: str = "val/fid", out: Path | None = None, per_job: bool = False
+    folders: Sequence[Path],
+    metric: str = "val/fid",
+    out: Path | None = None,
+    per_job: bool = False,
+    scores: Sequence[str] | None = None,
 ) -> list[Job]:
-    """Print the tables; write report.csv, .md, .png (and report_jobs.csv, .md) into `out`."""
+    """Print the tables; write report.csv, .md, .png (and report_jobs.csv, .md) into `out`.
+    `scores`: the columns after `metric`'s final and best value (every logged score)."""
     jobs = collect(folders, metric)
     keys = swept_keys(jobs)
-    extras = [k for k in EXTRA if any(k in job.last for job in jobs)]
-    columns = job_columns(metric, extras)
+    columns = job_columns(metric, score_names(jobs, metric, scores), coverage=not scores)
     grouped = len({job.overrides.get(SEED) for job in jobs}) > 1 and not per_job
     console = Console() if sys.stdout.isatty() else Console(width=200)
     if not console.is_terminal:  # piped or captured: no folding at 80 columns
@@ -384,8 +405,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--per-job", action="store_true", help="one row per job even when seeds are swept"
     )
+    parser.add_argument(
+        "--columns",
+        help="the scores to show after the metric's, comma-separated, e.g. "
+        "val/kid,val/precision (every logged score)",
+    )
     args = parser.parse_args(argv)
-    report(args.folders, args.metric, args.out, args.per_job)
+    chosen = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    report(args.folders, args.metric, args.out, args.per_job, chosen)
 
 
 if __name__ == "__main__":

@@ -411,3 +411,29 @@ def test_sweeps_over_different_keys_plot_one_category_per_setting(
     assert ax.get_xlabel() == "setting"
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert sorted(labels) == ["loss=bce model=mlp", "loss=hinge model=mlp", "stabilize.r1=1"]
+
+
+def test_every_logged_score_has_a_column_and_columns_can_be_picked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """val/kid, val/mnist_score and val/coverage_entropy too; floors and the clock aside."""
+    root = tmp_path / "sweep"
+    for i, lr in enumerate(("1e-4", "2e-4")):
+        final = {"val/fid": 20.0 + i, "val/kid": 1.5, "val/mnist_score": 9.1}
+        final |= {"val/coverage_entropy": 2.3, "val/fid_floor": 5.0, "val/elapsed_s": 60.0}
+        make_job(root, str(i), [f"optimizer.lr={lr}"], ok(20.0 + i, 60.0) | {"final": final})
+    main([str(root)])
+    head = (root / "report.csv").read_text().splitlines()[0]
+    for score in ("val/kid", "val/mnist_score", "val/coverage_entropy"):
+        assert f"final {score}" in head
+    assert "floor" not in head and "elapsed" not in head
+    main([str(root), "--columns", "val/kid"])
+    head = (root / "report.csv").read_text().splitlines()[0].split(",")
+    assert [h for h in head if h.startswith(("final", "best"))] == [
+        "final val/fid",
+        "best val/fid",
+        "final val/kid",
+    ]
+    with pytest.raises(SystemExit) as err:
+        main([str(root), "--columns", "val/nope"])
+    assert "no job logged val/nope" in str(err.value) and "val/kid" in str(err.value)
