@@ -21,7 +21,7 @@ images/s are medians. How (a) and (b) are interleaved (`--timing`):
       alternating per repeat; the ratio is the median of the repeats' ratios.
   span (the default on a GPU): as blocks, but synced only at the ends of the timed
       iterations, so the GPU runs ahead of Python as it does in training.
-Results go to `bench/results.json` and `bench/results.md` (or `--out`). `--profile N` adds
+Results go to `outputs/bench/<date>_<time>/results.json` and `results.md` (or `--out`). `--profile N` adds
 torch.profiler's view of N iterations of (a): `profile_<model>_<batch>.md` (the top ops;
 on a GPU, how busy the GPU was) and a Chrome trace.
 
@@ -138,7 +138,8 @@ def epoch_overhead(
     return res
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp", "dcgan", "paddle", "upsample", "dcgan64"])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
@@ -171,9 +172,17 @@ def main(argv: list[str] | None = None) -> None:
         help="also run torch.profiler over N iterations of (a): profile_*.md, trace_*.json",
     )
     p.add_argument("--data-root", default=str(CONF.parents[1] / "shared" / "mnist"))
-    p.add_argument("--out", default="bench")
+    p.add_argument(
+        "--out",
+        default=f"outputs/bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
+        help="the results' folder (a new one under outputs/bench/)",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both (a) and (b)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.quick:
         args.models, args.batch_sizes, args.iters, args.repeats = ["dcgan"], [128], 20, 5
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")

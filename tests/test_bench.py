@@ -211,3 +211,10 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> 
     )
     assert cut["partial"] and (cut["epoch"], cut["iterations"]) == (1, 1)
     assert math.isfinite(cut["fid"])
+
+
+def test_results_go_under_outputs_by_default() -> None:
+    from gan.bench import parse_args
+
+    out = Path(parse_args(["--quick"]).out)
+    assert out.parts[:2] == ("outputs", "bench") and out.name[:4].isdigit()  # a new folder
