@@ -10,6 +10,8 @@ The Chromium test needs Debian's `chromium` (`.ci/run` installs it) and is skipp
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import shutil
 import socket
@@ -27,8 +29,21 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from gan.app import main, run_files
+from gan.app import (
+    AUTH_ENV,
+    FAILED,
+    MAX_GRID,
+    MAX_UPLOAD,
+    SEED_MAX,
+    check_input,
+    credentials,
+    friendly,
+    main,
+    parse,
+    run_files,
+)
 from gan.config import register
+from gan.errors import GanError
 from gan.explore import Gauge, class_labels, interpolation, sample_grid
 from gan.sample import load_gan
 from tests.conftest import CONF, TINY, cli_error
@@ -157,6 +172,61 @@ def test_gauge_reads_scores_and_histogram(client: Any) -> None:
     assert {"fid_floor", "kid_floor", "mnist_score", "coverage"} <= scores["real"].keys()
 
 
+def test_bad_inputs_get_one_line_and_the_server_goes_on(client: Any) -> None:
+    from gradio_client.exceptions import AppError
+
+    def error(*args: Any, api_name: str) -> str:
+        with pytest.raises(AppError) as info:
+            client.predict(*args, api_name=api_name)
+        message = info.value.message
+        assert message is not None and "\n" not in message and "Traceback" not in message
+        return message
+
+    assert error(1e30, 4, None, api_name="/grid") == (
+        f"seed must be a whole number from 0 to {SEED_MAX} (2**63 - 1), not 1e+30."
+    )
+    assert "seed must be a whole number" in error(-1, 4, None, api_name="/grid")
+    assert "grid size must be a whole number from 1 to 16" in error(3, 500, None, api_name="/grid")
+    # An unconditional checkpoint: the picker has one option, and no class indices.
+    assert error(3, 4, "7", api_name="/grid") == "class must be one of: one row per class."
+    walk = (0, 1, 10, False, 0.5, None)
+    assert "steps must be" in error(*walk[:2], 10**6, *walk[3:], api_name="/interpolate")
+    assert "position must be a number from 0 to 1, not 2" in error(
+        *walk[:4], 2, None, api_name="/interpolate"
+    )
+    assert "to seed must be" in error(0, 2**63, *walk[2:], api_name="/interpolate")
+    assert "seed must be" in error(1e30, None, api_name="/gauge")
+    # The server is still up and still draws.
+    assert picture(client.predict(3, 2, None, api_name="/grid")).shape == (tile(2), tile(2))
+
+
+def test_nan_and_inf_get_one_line(server: str) -> None:
+    """gradio_client will not send NaN, but the server parses it: a raw request can."""
+    import httpx
+
+    for api, data, expected in [
+        ("grid", "[NaN, 4, null]", "seed must be a whole number from 0 to"),
+        ("interpolate", "[0, 1, 10, false, Infinity, null]", "position must be a number from 0"),
+    ]:
+        url = f"{server}gradio_api/call/{api}"
+        body = f'{{"data": {data}}}'
+        posted = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        assert posted.status_code == 200, posted.text
+        events = httpx.get(f"{url}/{posted.json()['event_id']}", timeout=60).text
+        assert "event: error" in events and expected in events, events
+        assert "Traceback" not in events and "ValueError" not in events
+
+
+def test_upload_route_refuses_large_files(server: str) -> None:
+    import httpx
+
+    url = f"{server}gradio_api/upload"
+    big = httpx.post(url, files={"files": ("big.bin", b"\0" * (MAX_UPLOAD + 1))}, timeout=30)
+    assert big.status_code == 413 and "maximum allowed size" in big.text
+    small = httpx.post(url, files={"files": ("small.txt", b"hello")}, timeout=30)
+    assert small.status_code == 200 and len(small.json()) == 1
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -222,6 +292,122 @@ def test_gauge_without_classifier_or_data(
     assert not (tmp_path / "empty-cache").exists()  # nothing was trained
 
 
+def test_check_input() -> None:
+    assert check_input("seed", 0) == 0 and check_input("seed", SEED_MAX) == SEED_MAX
+    assert check_input("from seed", 7.0) == 7 and isinstance(check_input("seed", 7.0), int)
+    assert check_input("grid size", MAX_GRID) == MAX_GRID and check_input("steps", 24) == 24
+    assert check_input("position", 0) == 0.0 and check_input("position", 1.0) == 1.0
+    assert check_input("spherical", True) is True
+    assert check_input("class", None) is None and check_input("class", "3", ["a", "3"]) == "3"
+    bad = [
+        ("seed", 1e30, "seed must be a whole number from 0 to 9223372036854775807"),
+        ("seed", -1, "not -1."),
+        ("seed", SEED_MAX + 1, "(2**63 - 1), not 9.22337e+18."),
+        ("seed", 10**400, "seed must be a whole number from 0 to"),
+        ("to seed", math.nan, "to seed must be a whole number"),
+        ("seed", math.inf, "not inf."),
+        ("seed", 2.5, "not 2.5."),
+        ("seed", "3", "seed must be a whole number from 0 to"),
+        ("seed", None, "seed must be a whole number"),
+        ("seed", True, "seed must be a whole number"),
+        ("grid size", 0, "grid size must be a whole number from 1 to 16, not 0."),
+        ("grid size", MAX_GRID + 1, "from 1 to 16"),
+        ("steps", 1, "steps must be a whole number from 2 to 24, not 1."),
+        ("steps", 10**9, "from 2 to 24"),
+        ("position", 1.01, "position must be a number from 0 to 1, not 1.01."),
+        ("position", -0.1, "from 0 to 1"),
+        ("position", math.nan, "not nan."),
+        ("position", "0.5", "position must be a number from 0 to 1."),
+        ("spherical", "yes", "spherical must be true or false."),
+        ("spherical", 1, "true or false"),
+        ("class", "<b>x</b>", "class must be one of: a, 3."),
+        ("class", ["3"], "one of"),
+    ]
+    for label, value, expected in bad:
+        with pytest.raises(GanError) as info:
+            check_input(label, value, ["a", "3"])
+        message = str(info.value)
+        assert expected in message and "\n" not in message, (label, value, message)
+        assert "<b>" not in message  # text from the page is never quoted back
+
+
+def test_handlers_show_one_line_never_the_exception(caplog: pytest.LogCaptureFixture) -> None:
+    import gradio as gr
+
+    @friendly
+    def broken(seed: Any) -> None:
+        check_input("seed", seed)
+        raise RuntimeError("secret detail at /home/someone/model.ckpt")
+
+    with pytest.raises(gr.Error) as info:
+        broken(-5)
+    assert (
+        info.value.message
+        == f"seed must be a whole number from 0 to {SEED_MAX} (2**63 - 1), not -5."
+    )
+    with caplog.at_level(logging.ERROR, logger="gan.app"), pytest.raises(gr.Error) as info:
+        broken(5)
+    assert info.value.message == FAILED and "secret" not in FAILED
+    assert "secret detail" in caplog.text and "Traceback" in caplog.text  # in the server's log
+
+    @friendly
+    def markup() -> None:
+        raise GanError("a <run>/checkpoints folder\nand a second line")
+
+    with pytest.raises(gr.Error) as info:
+        markup()
+    assert info.value.message == "a &lt;run&gt;/checkpoints folder and a second line"
+
+
+def test_auth_is_parsed_and_the_password_never_echoed(tmp_path: Path) -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "LOCALHOST"):
+        assert credentials(None, host, False, {}) is None  # this machine only: no login
+    assert credentials("ann:s3:cr${e}t", "0.0.0.0", False, {}) == ("ann", "s3:cr${e}t")
+    assert credentials(None, "0.0.0.0", True, {AUTH_ENV: "bob:pw"}) == ("bob", "pw")
+    assert credentials("ann:x", "0.0.0.0", False, {AUTH_ENV: "bob:pw"}) == ("ann", "x")
+    assert credentials("ann:x", "127.0.0.1", False, {}) == ("ann", "x")  # asked for: kept
+    ckpt = str(tmp_path / "last.ckpt")
+    cfg, auth = parse([f"ckpt={ckpt}", "host=0.0.0.0", "auth=ann:p[w]{x}"], {})
+    assert auth == ("ann", "p[w]{x}") and cfg.auth is None and cfg.host == "0.0.0.0"
+    assert parse([f"ckpt={ckpt}"], {AUTH_ENV: ""})[1] is None  # an empty variable: unset
+    for given in ("annsecret", ":secret", "ann:", ""):
+        with pytest.raises(GanError) as info:
+            credentials(given, "0.0.0.0", False, {})
+        assert "auth= is malformed: it must be user:password" in str(info.value)
+        assert given in ("", "ann:") or "secret" not in str(info.value)
+    with pytest.raises(GanError, match=f"^{AUTH_ENV} is malformed"):
+        credentials(None, "127.0.0.1", False, {AUTH_ENV: "nocolon"})
+
+
+def test_exposed_app_refuses_to_start_without_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(AUTH_ENV, raising=False)
+    ckpt = f"ckpt={tmp_path / 'nope.ckpt'}"  # never read: the refusal comes first
+    message = error_of(ckpt, "host=0.0.0.0")
+    assert "host=0.0.0.0 makes the app reachable from other machines" in message
+    assert f"auth=user:password, or set {AUTH_ENV}=user:password" in message
+    assert "share=true puts the app on a public gradio.live link" in error_of(ckpt, "share=true")
+    assert "is malformed" in error_of(ckpt, "host=0.0.0.0", "auth=hunter2")
+    assert "hunter2" not in error_of(ckpt, "host=0.0.0.0", "auth=hunter2")
+    monkeypatch.setenv(AUTH_ENV, "ann:pw")
+    assert "does not exist" in error_of(ckpt, "host=0.0.0.0")  # past the check, on to the file
+
+
+def test_launch_gets_auth_and_limits(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    launched: dict[str, Any] = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv(AUTH_ENV, "bob:env-pw")
+    main([f"ckpt={run_dir}", "host=0.0.0.0", "auth=ann:s3cret", "seed=" + str(SEED_MAX)])
+    assert launched["server_name"] == "0.0.0.0" and launched["auth"] == ("ann", "s3cret")
+    assert launched["show_error"] is False and launched["max_file_size"] == MAX_UPLOAD
+    main([f"ckpt={run_dir}", "share=true"])
+    assert launched["share"] is True and launched["auth"] == ("bob", "env-pw")
+
+
 def error_of(*args: str) -> str:
     return cli_error(main, *args)
 
@@ -234,6 +420,11 @@ def test_bad_arguments_and_checkpoints(tmp_path: Path) -> None:
     assert "did you mean port=" in error_of(f"ckpt={text}", "prot=1")
     assert "port=0 is invalid" in error_of(f"ckpt={text}", "port=0")
     assert "share='maybe' is invalid" in error_of(f"ckpt={text}", "share=maybe")
+    assert "seed=-1 is invalid: it must be in 0..9223372036854775807" in error_of(
+        f"ckpt={text}", "seed=-1"
+    )
+    assert "seed=9223372036854775808 is invalid" in error_of(f"ckpt={text}", f"seed={2**63}")
+    assert "seed='1e30' is invalid" in error_of(f"ckpt={text}", "seed=1e30")
     assert "no checkpoint given" in error_of("port=7860")
     assert "not key=value" in error_of("last.ckpt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
