@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # torch, lightning and gradio load only once the arguments ar
     from gan.module import GAN
 
 TITLE = "GAN explorer"
+MAX_QUEUE = 16  # requests waiting at once (a gauge reading takes seconds on a CPU)
 MAX_GRID = 16  # images per side of the sample grid, at most
 MIN_STEPS, MAX_STEPS = 2, 24  # images along the interpolation strip
 SEED_MAX = 2**63 - 1  # seeds are int64: torch's generators take no larger
@@ -384,7 +385,7 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
 def serve(cfg: DictConfig, auth: tuple[str, str] | None = None) -> None:
     """Load the checkpoint, build the app and serve it until interrupted; `auth`: the
     (user, password) the page asks for, from `parse` (None: no login)."""
-    from gan.sample import check_ckpt, load_gan
+    from gan.loading import check_ckpt, load_gan
 
     ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # fail in a blink, before loading gradio
     module = load_gan(ckpt, cfg.trust_code)
@@ -404,6 +405,7 @@ def serve(cfg: DictConfig, auth: tuple[str, str] | None = None) -> None:
     except ImportError:
         raise GanError('the app needs gradio, an optional extra: pip install -e ".[app]"') from None
     app = build(module, ckpt, cfg)
+    app.queue(max_size=MAX_QUEUE)  # more waiting requests than this are turned away at once
     # System fonts: the default theme would fetch its web fonts from Google's servers.
     fonts = ["ui-sans-serif", "system-ui", "sans-serif"]
     theme = gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])

@@ -33,6 +33,7 @@ from gan.app import (
     AUTH_ENV,
     FAILED,
     MAX_GRID,
+    MAX_QUEUE,
     MAX_UPLOAD,
     SEED_MAX,
     check_input,
@@ -399,11 +400,18 @@ def test_launch_gets_auth_and_limits(run_dir: Path, monkeypatch: pytest.MonkeyPa
 
     launched: dict[str, Any] = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    queue = gr.Blocks.queue
+    monkeypatch.setattr(
+        gr.Blocks,
+        "queue",
+        lambda self, **kwargs: launched.update(queue=kwargs) or queue(self, **kwargs),
+    )
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv(AUTH_ENV, "bob:env-pw")
     main([f"ckpt={run_dir}", "host=0.0.0.0", "auth=ann:s3cret", "seed=" + str(SEED_MAX)])
     assert launched["server_name"] == "0.0.0.0" and launched["auth"] == ("ann", "s3cret")
     assert launched["show_error"] is False and launched["max_file_size"] == MAX_UPLOAD
+    assert launched["queue"] == {"max_size": MAX_QUEUE}
     main([f"ckpt={run_dir}", "share=true"])
     assert launched["share"] is True and launched["auth"] == ("bob", "env-pw")
 
