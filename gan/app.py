@@ -57,7 +57,6 @@ from omegaconf import MISSING, DictConfig
 
 from gan.errors import GanError, first_line
 from gan.explore import (
-    GAUGE_SAMPLES,
     PER_ROW,
     Gauge,
     gauge_table,
@@ -238,6 +237,20 @@ def run_files(ckpt: Path) -> tuple[str | None, dict[str, Any] | None]:
     return text, scores if isinstance(scores, dict) or scores is None else {"result": scores}
 
 
+def held_out(config_text: str | None) -> tuple[int, int] | None:
+    """The run's (data.val_size, seed) from its config.yaml's text (read as data: YAML's
+    safe loader, numbers only); None when absent or not plain integers."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load(config_text or "")
+        pair = (saved["data"]["val_size"], saved["seed"])
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)
+    return pair if ok and pair[0] > 0 else None
+
+
 # ---- the app ---------------------------------------------------------------------------
 
 
@@ -247,8 +260,8 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
 
     ema = cfg.ema
     k = num_classes(module)
-    gauge = Gauge(module)
     config_text, result = run_files(ckpt)
+    gauge = Gauge(module, held_out(config_text))
     model = module.cfg.model
     weights = "G itself" if module.ema_generator is None or ema is False else "its EMA weights"
     classes = f", conditional on {k} classes" if k else ""
@@ -301,11 +314,13 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
             )
         with gr.Tab("Collapse gauge"):
             gr.Markdown(
-                f"{GAUGE_SAMPLES:,} fresh samples through the project's classifier: do they "
-                f"cover every class, and how far are they from the real digits?"
+                f"{gauge.samples:,} samples (the run's metrics.num_samples) through the "
+                f"project's classifier: do they cover every class, and how far are they from "
+                f"the real digits? At seed {gauge.seed} (the run's metrics.seed), one row per "
+                f"class, they are the samples its validation scored."
             )
             with gr.Row():
-                gauge_seed = gr.Number(cfg.seed, precision=0, label="seed", minimum=0)
+                gauge_seed = gr.Number(gauge.seed, precision=0, label="seed", minimum=0)
                 measure = gr.Button("measure")
             gauge_note = gr.Markdown("Press *measure* (a few seconds on a CPU).")
             gauge_plot = gr.Image(

@@ -136,6 +136,13 @@ class ResumableLoader(DataLoader):
         self._epoch, self._seen = epoch, seen
 
 
+def held_out_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(held-out indices, training indices) of a split of n images, each sorted: `val_size`
+    random images fixed by `seed` (the run's own; gan.app's gauge measures against them)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:val_size].sort().values, perm[val_size:].sort().values
+
+
 class MNISTDataModule(L.LightningDataModule):
     """An MNIST-family data set for GAN training: uint8 batches, converted on the device.
 
@@ -253,9 +260,7 @@ class MNISTDataModule(L.LightningDataModule):
                     f"images per training batch, but only {n - self.val_size} training images remain "
                     f"after data.val_size={self.val_size}: lower data.batch_size or data.val_size."
                 )
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
-            self.val_indices = perm[: self.val_size].sort().values
-            self.train_indices = perm[self.val_size :].sort().values
+            self.val_indices, self.train_indices = held_out_split(n, self.val_size, self.seed)
             # Gather once so that every batch is one index into a contiguous tensor.
             self.train_set = BatchDataset(images[self.train_indices], labels[self.train_indices])
             self.val_set = BatchDataset(images[self.val_indices], labels[self.val_indices])

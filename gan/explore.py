@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 SCALE = 3  # nearest-neighbour upscaling of the images: 28 px digits are tiny on screen
 PAD = 2  # pixels between images, as make_grid's (and gan.sample's) default
 PER_ROW = "one row per class"  # the class picker's first option (conditional models)
-GAUGE_SAMPLES = 1000  # fakes per gauge reading, as the training's metrics.num_samples
-GAUGE_REALS = 1000  # real images the gauge measures against (the split's last ones)
+GAUGE_REALS = 1000  # reals measured against when the run's held-out set is unknown
 
 
 # ---- drawing ---------------------------------------------------------------------------
@@ -134,7 +133,9 @@ class Gauge:
     missing data set or classifier gives a message (`ready()`), never an exception.
     """
 
-    def __init__(self, module: GAN) -> None:
+    def __init__(self, module: GAN, held_out: tuple[int, int] | None = None) -> None:
+        """`held_out`: the run's (data.val_size, seed), read from its config.yaml: the gauge
+        then measures against the run's own held-out reals, as its validation did."""
         self.module = module
         self.lock = threading.Lock()  # gradio serves requests on several threads
         self.metrics: Any = None
@@ -145,6 +146,9 @@ class Gauge:
         m = module.cfg.metrics
         self.root, self.split = str(m.root), str(m.split)
         self.dataset = str(getattr(m, "dataset", "mnist") or "mnist")
+        self.samples, self.seed = int(m.num_samples), int(m.seed)  # the run's validation's
+        self.held_out = held_out
+        self.reals_note = ""  # how the reals differ from the run's, when they do
 
     def how_to(self) -> str:
         return (
@@ -156,6 +160,7 @@ class Gauge:
     def _load(self) -> None:
 
         from gan.classifier import load_or_train
+        from gan.data import held_out_split
         from gan.metrics import GanMetrics, class_stats
         from gan.mnist import load_split
 
@@ -175,8 +180,19 @@ class Gauge:
             return
         # Only ever loads here: the file exists, so load_or_train does not train.
         clf = load_or_train(self.root, self.split, False, dataset=self.dataset, progress_bar=False)
-        images, _ = load_split(self.root, self.split, self.dataset)  # uint8 (N, [C,] 28, 28)
-        real = images[-GAUGE_REALS:].float() / 255
+        if self.held_out is not None:  # the run's own held-out reals
+            val_size, seed = self.held_out
+            images, _ = load_split(self.root, self.split, self.dataset, seed)  # (N, [C,] 28, 28)
+            images = images[held_out_split(len(images), val_size, seed)[0]]
+        else:
+            images, _ = load_split(self.root, self.split, self.dataset)
+            images = images[-GAUGE_REALS:]
+            self.reals_note = (
+                f"No config.yaml beside the checkpoint: measured against the split's last "
+                f"{len(images):,} images, not the run's held-out ones, so the scores differ "
+                f"from its result.json."
+            )
+        real = images.float() / 255
         real = real.unsqueeze(1) if real.dim() == 3 else real  # (N, C, 28, 28) in [0, 1]
         self.metrics = GanMetrics(clf)
         self.real = self.metrics.set_real(real)
@@ -196,12 +212,13 @@ class Gauge:
             return self.problem
 
     def read(self, seed: int, choice: str | None = None, ema: bool | None = None) -> dict[str, Any]:
-        """Scores of GAUGE_SAMPLES fresh samples from `seed`: fid, kid, mnist_score, coverage,
-        coverage_entropy, class_share (a list), and the reals' values under `real`."""
+        """Scores of the run's metrics.num_samples fakes from `seed`: fid, kid, mnist_score,
+        coverage, coverage_entropy, class_share (a list), and the reals' values under `real`.
+        At the run's metrics.seed, with one row per class, the fakes are its validation's."""
         problem = self.ready()
         if problem is not None:
             raise GanError(problem)
-        n = GAUGE_SAMPLES
+        n = self.samples
         fake = generate_images(
             self.module, latents(self.module, seed, n), class_labels(self.module, choice, n, 1), ema
         )
@@ -212,6 +229,7 @@ class Gauge:
         out["real"] = {k: round(v, 4) for k, v in self.real.items()}
         out["real"]["class_share"] = [round(float(s), 4) for s in self.real_share]
         out["samples"] = n
+        out["note"] = self.reals_note
         return out
 
 
@@ -227,9 +245,15 @@ def gauge_table(scores: dict[str, Any]) -> str:
     ]
     lines = [f"| score | {scores['samples']} samples | real data |", "|---|---:|---:|"]
     lines += [f"| {name} | {value:.4g} | {ref:.4g} |" for name, value, ref in rows]
+    note = scores.get("note") or (
+        "The fakes and reals are the run's validation's: at its metrics.seed the scores are "
+        "those this checkpoint was validated with."
+    )
     return (
         "\n".join(lines)
-        + "\n\nThe real FID and KID are the floor: one half of the reals against the other."
+        + "\n\nThe real FID and KID are the floor: one half of the reals against the other "
+        + "(KID is unbiased: a floor below 0 reads as 0). "
+        + note
     )
 
 

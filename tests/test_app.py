@@ -45,7 +45,7 @@ from gan.app import (
 )
 from gan.config import register
 from gan.errors import GanError
-from gan.explore import Gauge, class_labels, interpolation, sample_grid
+from gan.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
 from gan.sample import load_gan
 from tests.conftest import CONF, TINY, cli_error
 from tests.test_export import save_untrained
@@ -167,7 +167,7 @@ def test_gauge_reads_scores_and_histogram(client: Any) -> None:
     note, plot, scores = client.predict(0, None, api_name="/gauge")
     assert "FID-like" in note and "real data" in note
     assert picture(plot).ndim == 2
-    assert scores["samples"] == 1000
+    assert scores["samples"] == 64  # the run's metrics.num_samples (conftest's TINY)
     assert len(scores["class_share"]) == 10 and abs(sum(scores["class_share"]) - 1) < 1e-3
     assert 0 <= scores["coverage"] <= 10 and scores["fid"] > 0
     assert {"fid_floor", "kid_floor", "mnist_score", "coverage"} <= scores["real"].keys()
@@ -437,3 +437,26 @@ def test_bad_arguments_and_checkpoints(tmp_path: Path) -> None:
     assert "not key=value" in error_of("last.ckpt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
     assert "not a checkpoint of this project" in error_of(f"ckpt={tmp_path / 'other.ckpt'}")
+
+
+def test_the_gauge_reads_the_runs_own_numbers(make_cfg: Callable[..., DictConfig]) -> None:
+    """At the run's metrics.seed, against its held-out reals, the gauge's FID-like score and
+    floor are those of the run's last validation (result.json)."""
+    from gan.app import held_out, run_files
+    from gan.explore import Gauge
+    from gan.train import main as train_main
+
+    cfg = make_cfg("model=mlp", "trainer.max_epochs=1")
+    train_main(cfg)
+    run = Path(cfg.paths.output_dir)
+    final = json.loads((run / "result.json").read_text())["final"]
+    module = load_gan(run)
+    config_text, _ = run_files(run / "checkpoints" / "last.ckpt")
+    gauge = Gauge(module, held_out(config_text))
+    scores = gauge.read(gauge.seed, PER_ROW)
+    assert scores["samples"] == cfg.metrics.num_samples and scores["note"] == ""
+    assert scores["fid"] == pytest.approx(final["val/fid"], rel=1e-4)
+    assert scores["real"]["fid_floor"] == pytest.approx(final["val/fid_floor"], abs=1e-4)  # rounded
+    # Without the run's config (a bare checkpoint), the gauge says how its numbers differ.
+    other = Gauge(module).read(gauge.seed, PER_ROW)
+    assert "not the run's held-out ones" in other["note"]
