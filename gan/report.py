@@ -39,6 +39,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -417,3 +418,27 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+try:  # the Hydra callback: gan.report also works where Hydra is absent
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object  # type: ignore[misc,assignment]
+
+
+class SweepReport(_HydraCallback):  # type: ignore[misc,valid-type]
+    """Hydra callback: at the end of a sweep (`-m`), print `gan.report`'s table of its jobs
+    and write its files into the sweep folder (conf/train.yaml enables it)."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir))
+        if not folder.is_dir():
+            return
+        metric = str(config.get("optimized_metric") or "val/fid")
+        print()
+        try:
+            report([folder], metric)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - the sweep itself is done
+            print(f"no report for {folder} ({type(err).__name__}: {err})")
+            return
+        print(f"again, or across sweeps: python -m gan.report {folder}")

@@ -85,6 +85,10 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
         assert {"val/coverage", "val/precision", "val/fid_floor"} <= result["final"].keys()
     failed = json.loads((jobs[2] / "result.json").read_text())
     assert failed["status"] == "failed" and "optimizer.lr" in failed["error"]
+    # The sweep ended on the report's table and where its files are.
+    assert "3 jobs, ranked by best val/fid" in res.stdout, res.stdout[-3000:]
+    assert f"python -m gan.report {out}" in res.stdout
+    assert (out / "report.md").is_file()
 
     report([str(out)])  # val/fid: the metric the jobs log at each epoch end
     printed = capsys.readouterr().out

@@ -1,0 +1,190 @@
+"""Resume a run from its folder alone: `python -m gan.train ckpt_path=<run folder>`.
+
+The run's own `config.yaml` is the config: the command line needs nothing else, and may add
+only what cannot change what the checkpoint trained: a longer run (`trainer.max_epochs`,
+`max_steps`, `max_time`), the logger, the progress bar and summary, where the data lives
+(`data.root`, `data.download`, `data.num_workers`), the NaN guard, `verbose`, `tags` and
+`trust_code`. Any other override is refused with a list, unless it equals the run's own
+value (so `<the same overrides> ckpt_path=...` resumes as before).
+
+`config.yaml` is read as data: YAML's safe loader, typed by the schema, and every
+`_target_` in it must be one the project's own config files name (or a registered network);
+anything else needs `trust_code=true`, as a network of one's own does.
+
+`gan.faults.CheckOutputDir` calls `resume_config` before Hydra writes anything, so a refused
+resume leaves the run folder as it was, and points Hydra's run folder at the resumed run
+(its `.hydra/` record of this command goes to `.hydra/resume-<date>_<time>/`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gan.errors import GanError, first_line
+from gan.files import LIGHTNING_NAMES, resolve_checkpoint
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# Overrides that leave what the checkpoint trained alone (a key, or a key's prefix).
+HARMLESS = (
+    "ckpt_path",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "callbacks.progress_bar",
+    "logger",
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    "guard",
+    "verbose",
+    "tags",
+    "trust_code",
+    "overwrite",
+)
+
+
+def run_of(ckpt_path: str | None) -> tuple[Path, Path] | None:
+    """(run folder, checkpoint file) when `ckpt_path` names a run folder, or a checkpoint in
+    `<run>/checkpoints/`, whose run kept its config.yaml; None otherwise."""
+    if not ckpt_path or str(ckpt_path) in LIGHTNING_NAMES:
+        return None
+    path = resolve_checkpoint(ckpt_path)
+    run = path.parent.parent
+    if path.parent.name != "checkpoints" or not (run / "config.yaml").is_file():
+        return None
+    return run.absolute(), path.absolute()
+
+
+def override_key(override: str) -> str:
+    """`+a.b=1`, `++a.b=1`, `~a.b` -> `a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def harmless(key: str) -> bool:
+    return key.startswith("hydra.") or any(key == h or key.startswith(f"{h}.") for h in HARMLESS)
+
+
+@cache
+def known_targets() -> frozenset[str]:
+    """Every `_target_` the project's config files and schema name, and the networks."""
+    import yaml
+
+    from gan.config import DataConfig, TrainerConfig
+    from gan.nets import registry
+
+    found = {DataConfig._target_, TrainerConfig._target_, *registry()}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str):
+                found.add(target)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in CONF.rglob("*.yaml"):
+        walk(yaml.safe_load(path.read_text()))
+    return frozenset(found)
+
+
+def targets(node: Any, where: str = "") -> list[tuple[str, str]]:
+    """(key, value) of every `_target_` under a plain container."""
+    out: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{where}.{k}" if where else str(k)
+            if k == "_target_":
+                out.append((key, str(v)))
+            else:
+                out += targets(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += targets(v, f"{where}[{i}]")
+    return out
+
+
+def load_saved(run: Path) -> dict[str, Any]:
+    """The run's config.yaml as a plain dict (YAML's safe loader); GanError if unreadable."""
+    import yaml
+
+    path = run / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise GanError(
+            f"{path} is not readable YAML ({first_line(e)}): resume with the run's overrides "
+            f"given again, or start a new run."
+        ) from None
+    if not isinstance(saved, dict):
+        raise GanError(f"{path} holds no config: start a new run, or restore the file.")
+    return saved
+
+
+def _value(node: Any, key: str) -> Any:
+    try:
+        value = OmegaConf.select(node, key, throw_on_missing=False)
+    except OmegaConfBaseException:
+        return "<unresolved>"
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
+    """The config a resume from a run folder trains with; None when `cfg.ckpt_path` names no
+    run folder with a config.yaml. GanError when an override would change the run."""
+    found = run_of(cfg.get("ckpt_path"))
+    if found is None:
+        return None
+    run, ckpt = found
+    saved = load_saved(run)
+    plain = OmegaConf.create(saved)
+    changed = []
+    for key in dict.fromkeys(override_key(o) for o in overrides):
+        if harmless(key):
+            continue
+        new, old = _value(cfg, key), _value(plain, key)
+        if new != old:
+            changed.append(f"{key}={new} (the run has {old})")
+    if changed:
+        raise GanError(
+            f"ckpt_path={run} resumes with the run's own config.yaml, but "
+            f"{'; '.join(changed)} would change what it trained. Drop "
+            f"{'that override' if len(changed) == 1 else 'those overrides'} (only "
+            f"trainer.max_epochs, the logger, data.root and the like may change), or start a "
+            f"new run without ckpt_path."
+        )
+    trust = bool(cfg.get("trust_code", False))
+    unknown = [(k, v) for k, v in targets(saved) if v not in known_targets()]
+    if unknown and not trust:
+        key, value = unknown[0]
+        raise GanError(
+            f"{run / 'config.yaml'} names {key}={value}, which is not one of this project's "
+            f"classes: building it would import and run that code. Add trust_code=true only "
+            f"if you trust it (see docs/security.md)."
+        )
+    from gan.config import TrainConfig
+
+    saved.pop("ckpt_path", None)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    except OmegaConfBaseException as e:
+        raise GanError(
+            f"{run / 'config.yaml'} does not fit this version's config ({first_line(e)}): "
+            f"resume with the run's overrides given again."
+        ) from None
+    assert isinstance(merged, DictConfig)
+    for key in dict.fromkeys(override_key(o) for o in overrides):
+        if harmless(key) and not key.startswith("hydra.") and key != "ckpt_path":
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+    merged.ckpt_path = str(ckpt)
+    merged.paths.output_dir = str(run)
+    return merged

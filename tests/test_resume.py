@@ -1,0 +1,137 @@
+"""Resume from the folder alone: `python -m gan.train ckpt_path=<run>` and nothing else.
+
+    pytest tests/test_resume.py -m "slow or not slow"
+
+The kill-and-resume tests run `python -m gan.train` as a user does; the reference run and the
+helpers are tests/test_faults.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_faults import (  # noqa: F401 - fixtures: pytest finds them by name
+    ROOT,
+    assert_same_metrics,
+    assert_same_training_state,
+    cli_env,
+    kill_data,
+    load,
+    run_a,
+    snapshot,
+    start_paused,
+    train_existing_run,
+    warm_classifier,
+)
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m gan.train args...` from `cwd`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gan.train", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_kill_then_resume_from_the_folder_alone(
+    run_a: Path, kill_data: Path, tmp_path: Path
+) -> None:
+    """SIGKILL mid-epoch; `ckpt_path=<run>` with no other override, from another folder:
+    the weights and metrics.csv equal the uninterrupted run's, and nothing lands in cwd."""
+    run_b = tmp_path / "b"
+    proc, _ = start_paused(kill_data, run_b, 41)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = cli(f"ckpt_path={run_b}", cwd=elsewhere)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same_training_state(run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt")
+    assert_same_metrics(run_a, run_b)
+    assert list(elsewhere.iterdir()) == [], "the resume wrote into the current folder"
+    assert (run_b / ".hydra" / "overrides.yaml").is_file()  # the run's own record is kept
+    assert json.loads((run_b / "result.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_the_printed_hint_resumes_verbatim(run_a: Path, kill_data: Path, tmp_path: Path) -> None:
+    run_b = tmp_path / "b"
+    proc, out = start_paused(kill_data, run_b, 44)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    text = out.read_text()
+    hint = text[text.index("resume with: ") + len("resume with: ") :].splitlines()[0]
+    result = json.loads((run_b / "result.json").read_text())
+    assert result["status"] == "interrupted" and hint in result["error"]
+    args = shlex.split(hint)
+    assert args[:3] == ["python", "-m", "gan.train"]
+    res = cli(*args[3:])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same_training_state(run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt")
+    assert_same_metrics(run_a, run_b)
+
+
+@pytest.fixture
+def finished(tiny_root: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    train_existing_run(tiny_root, run)
+    return run
+
+
+def test_overrides_that_change_the_run_are_refused_and_touch_nothing(
+    finished: Path, tmp_path: Path
+) -> None:
+    before = snapshot(finished)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = cli(f"ckpt_path={finished}", "model=dcgan", "optimizer.lr=0.5", cwd=elsewhere)
+    assert res.returncode == 1
+    error = res.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "model=" in error and "optimizer.lr=0.5" in error
+    assert "the run has 0.001" in error or "the run has" in error
+    assert snapshot(finished) == before, "a refused resume changed the run folder"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_broken_checkpoint_leaves_the_folder_byte_identical(finished: Path) -> None:
+    last = finished / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    before = snapshot(finished)
+    res = cli(f"ckpt_path={finished}")
+    assert res.returncode == 1 and "truncated or corrupt" in res.stderr
+    assert snapshot(finished) == before
+
+
+def test_harmless_overrides_continue_the_run(finished: Path) -> None:
+    """A longer run and a different logger may change; the same value of another key too."""
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2", "logger=none", "model=mlp")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert load(finished / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert list((finished / ".hydra").glob("resume-*/overrides.yaml"))  # this command's record
+
+
+def test_a_config_that_names_foreign_code_needs_trust_code(finished: Path, tmp_path: Path) -> None:
+    config = finished / "config.yaml"
+    marker = tmp_path / "code-ran.txt"
+    text = config.read_text().replace(
+        "_target_: gan.callbacks.LossPlot",
+        f"_target_: pathlib.Path.write_text\n    self: {marker}\n    data: x",
+    )
+    config.write_text(text)
+    before = snapshot(finished)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
+    assert res.returncode == 1 and "trust_code=true" in res.stderr
+    assert not marker.exists() and snapshot(finished) == before
