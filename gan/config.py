@@ -274,6 +274,7 @@ class TrainConfig(ModuleConfig):
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
     ckpt_path: str | None = None  # resume from this checkpoint
+    overwrite: bool = False  # true: a run into a folder that holds a run replaces that run
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
     optimized_metric: str = "val/fid"  # what a sweep's job returns to the sweeper

@@ -11,6 +11,7 @@ Options (key=value, Hydra style; an unknown key is an error):
     out     the file to write (generator.onnx; generator.pt for format=torchscript)
     ema     true: the EMA weights (an error if the run kept none); false: G itself;
             null (the default): the EMA weights when the checkpoint has them
+    overwrite  true: replace an existing `out` (false: refuse, before loading anything)
 
 The exported G maps noise z, float32 (N, noise.dim) with any batch size N, to images
 float32 (N, C, H, W) in G's output range ([-1, 1] for tanh, [0, 1] for sigmoid). A
@@ -18,14 +19,17 @@ class-conditional G takes a second input, labels int64 (N,). The ONNX file names
 inputs `z` (and `labels`), its output `images`, and keeps `noise`, `noise_dim`,
 `output` and `num_classes` in its metadata. Before reporting success the export is run
 by onnxruntime (or torch.jit) and by PyTorch on the same noise, at batch sizes 1 and 7,
-and the largest difference must be <= 1e-4; the file is written only then. Errors print
-one `error: ...` line and exit with status 1. See docs/app.md for sampling with onnxruntime.
+and the largest difference must be <= 1e-4; the file is written only then (through a
+temp file of a random name and a rename: nothing planted beside `out` can redirect it).
+Errors print one `error: ...` line and exit with status 1. See docs/app.md for sampling
+with onnxruntime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +61,7 @@ class ExportConfig:
     format: str = "onnx"
     out: str | None = None  # None: DEFAULT_OUT[format]
     ema: bool | None = None
+    overwrite: bool = False
 
 
 def parse(argv: Sequence[str]) -> DictConfig:
@@ -69,8 +74,9 @@ def parse(argv: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def check_out(out: Path) -> None:
-    """Fail early (before loading anything) when the file `out` cannot be written."""
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """Fail early (before loading anything) when the file `out` cannot, or may not, be
+    written: an existing `out` is replaced only with `overwrite`."""
     from gan.files import check_writable
 
     if out.is_dir():
@@ -78,6 +84,10 @@ def check_out(out: Path) -> None:
             f"out={out} is a folder: pass a file name, e.g. out={out / 'generator.onnx'}."
         )
     check_writable(out.parent, key="out")
+    if not overwrite and os.path.lexists(out):
+        raise GanError(
+            f"out={out} already exists. Pass overwrite=true to replace it, or another out=...."
+        )
 
 
 # ---- what is exported ------------------------------------------------------------------
@@ -225,7 +235,7 @@ def export(cfg: DictConfig) -> tuple[Path, float]:
 
     out = Path(cfg.out).expanduser()
     ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # both before loading anything
-    check_out(out)
+    check_out(out, cfg.overwrite)
     needs = ["onnx", "onnxruntime"] if cfg.format == "onnx" else []
     for name in needs:
         try:

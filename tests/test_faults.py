@@ -721,7 +721,7 @@ def test_sigterm_saves_at_the_next_iteration_and_exits_143(
     last = run_b / "checkpoints" / "last.ckpt"
     assert f"resume with ckpt_path={last}" in text
     assert load(last)["gan_iteration"] == at  # saved at the iteration boundary, not at 42
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
 
     res = train_cli(kill_data, run_b, f"ckpt_path={last}")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -1114,15 +1114,17 @@ def test_a_save_cut_short_leaves_last_ckpt_intact(
 
     # The old checkpoint is untouched and loadable; the half-written temp file is removed.
     assert snapshot(last.parent) == before
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
     check_resume_checkpoint(last, to_dict(compose_cfg(tmp_path, "model=mlp").model), ema=False)
     assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
 
-    # A real SIGKILL cannot clean up: its temp file is ignored, then overwritten by the next save.
-    (last.parent / ".last.ckpt.tmp").write_bytes(b"half a checkpoint")
+    # A real SIGKILL cannot clean up: its temp file is ignored, then removed by the next save
+    # (the random name of this version, and the fixed one of older versions).
+    for left in (".last.ckpt.k1ll3d00.tmp", ".last.ckpt.tmp"):
+        (last.parent / left).write_bytes(b"half a checkpoint")
     assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
     AtomicCheckpointIO().save_checkpoint(checkpoint, last)
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
     assert load(last)["gan_iteration"] == checkpoint["gan_iteration"]
 
 
