@@ -57,6 +57,7 @@ def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) ->
         "trainer.enable_progress_bar=false",
         "logger=csv",
         f"hydra.run.dir={folder}",
+        "overwrite=true",  # a run not reused is redone in its folder
         *args.overrides,
     ]
     done = folder / "result.json"

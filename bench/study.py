@@ -70,6 +70,7 @@ def sweep(variant: str, args: argparse.Namespace, folder: Path) -> None:
         *(BASE_OVERRIDES if args.base == "fast_mnist" else []),
         f"trainer.max_epochs={args.epochs}",
         f"hydra.sweep.dir={folder}",
+        "overwrite=true",  # an unfinished (or --fresh) sweep is redone in its folder
         *VARIANTS[variant],
         sweep=True,
     )

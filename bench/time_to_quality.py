@@ -45,6 +45,7 @@ def main() -> None:
         "trainer.enable_progress_bar=false",
         "logger=csv",
         f"hydra.run.dir={args.run}",
+        "overwrite=true",  # --run is reused: each call trains it afresh
         *args.overrides,
     ]
     print("$", " ".join(cmd), flush=True)

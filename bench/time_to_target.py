@@ -33,7 +33,7 @@ from default_vs_plain import ROOT, curve, gan_train, plain_module  # noqa: E402 
 def train(folder: Path, overrides: list[str], args: argparse.Namespace) -> list[dict[str, float]]:
     done = folder / "result.json"
     if args.fresh or not done.exists() or json.loads(done.read_text())["status"] != "ok":
-        gan_train(args, f"hydra.run.dir={folder}", *overrides)
+        gan_train(args, f"hydra.run.dir={folder}", "overwrite=true", *overrides)  # redone
     return curve(folder)
 
 

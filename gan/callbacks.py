@@ -157,12 +157,16 @@ class ImageGrid(ImageCallback):
         if not (self.gif and trainer.is_global_zero and frames):
             return
         images = [Image.open(f).convert("P") for f in frames]
-        images[0].save(
+        atomic_write(
             Path(trainer.default_root_dir) / "images" / "progress.gif",
-            save_all=True,
-            append_images=images[1:],
-            duration=self.gif_ms_per_frame,
-            loop=0,
+            lambda tmp: images[0].save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=images[1:],
+                duration=self.gif_ms_per_frame,
+                loop=0,
+            ),
         )
 
     def state_dict(self) -> dict[str, Any]:

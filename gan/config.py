@@ -278,6 +278,7 @@ class TrainConfig(ModuleConfig):
     # and runs the code the config names. Never needed for the project's own models.
     trust_code: bool = False
     verbose: bool = False  # Lightning's info lines, third-party warnings, the layer table
+    overwrite: bool = False  # true: a run into a folder that holds a run replaces that run
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
     optimized_metric: str = "val/fid"  # what a sweep's job returns to the sweeper

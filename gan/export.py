@@ -17,6 +17,7 @@ Options (key=value, Hydra style; an unknown key is an error):
             null (the default): the EMA weights when the checkpoint has them
     trust_code  true: build a network outside the project's registry, which imports the
             code the checkpoint names; only for a model you trained yourself (false)
+    overwrite  true: replace an existing `out` (false: refuse, before loading anything)
 
 format=safetensors writes model.safetensors (G, and the EMA G when the run kept one),
 config.json and a model card into the folder `out`; `gan.sample`, `gan.app` and
@@ -29,14 +30,17 @@ class-conditional G takes a second input, labels int64 (N,). The ONNX file names
 inputs `z` (and `labels`), its output `images`, and keeps `noise`, `noise_dim`,
 `output` and `num_classes` in its metadata. Before reporting success the export is run
 by onnxruntime (or torch.jit) and by PyTorch on the same noise, at batch sizes 1 and 7,
-and the largest difference must be <= 1e-4; the file is written only then. Errors print
-one `error: ...` line and exit with status 1. See docs/app.md for sampling with onnxruntime.
+and the largest difference must be <= 1e-4; the file is written only then (through a
+temp file of a random name and a rename: nothing planted beside `out` can redirect it).
+Errors print one `error: ...` line and exit with status 1. See docs/app.md for sampling
+with onnxruntime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +74,7 @@ class ExportConfig:
     out: str | None = None  # None: DEFAULT_OUT[format]
     ema: bool | None = None
     trust_code: bool = False
+    overwrite: bool = False
 
 
 def parse(argv: Sequence[str]) -> DictConfig:
@@ -82,8 +87,9 @@ def parse(argv: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def check_out(out: Path, fmt: str = "onnx") -> None:
-    """Fail early (before loading anything) when `out` cannot be written."""
+def check_out(out: Path, fmt: str = "onnx", overwrite: bool = False) -> None:
+    """Fail early (before loading anything) when `out` cannot, or may not, be written: an
+    existing `out` is replaced only with `overwrite`."""
     from gan.files import check_writable
 
     if fmt == "safetensors":
@@ -92,11 +98,11 @@ def check_out(out: Path, fmt: str = "onnx") -> None:
                 f"out={out} is a file, but format=safetensors writes a folder: pass a folder, "
                 f"e.g. out={out.with_suffix('')}."
             )
-        taken = [name for name in hub.FILES if (out / name).exists()]
-        if taken:
+        taken = [name for name in hub.FILES if os.path.lexists(out / name)]
+        if taken and not overwrite:
             raise GanError(
-                f"out={out} already holds {', '.join(taken)}: pick another out=... so that "
-                f"nothing is overwritten."
+                f"out={out} already holds {', '.join(taken)}. Pass overwrite=true to replace "
+                f"them, or another out=...."
             )
         check_writable(out, key="out")
         return
@@ -105,6 +111,10 @@ def check_out(out: Path, fmt: str = "onnx") -> None:
             f"out={out} is a folder: pass a file name, e.g. out={out / 'generator.onnx'}."
         )
     check_writable(out.parent, key="out")
+    if not overwrite and os.path.lexists(out):
+        raise GanError(
+            f"out={out} already exists. Pass overwrite=true to replace it, or another out=...."
+        )
 
 
 # ---- what is exported ------------------------------------------------------------------
@@ -283,11 +293,11 @@ def write_folder(module: GAN, out: Path, trust_code: bool = False) -> float:
 def export(cfg: DictConfig) -> tuple[Path, float]:
     """Load the checkpoint, export G, verify it; returns the file and the largest difference."""
     from gan.files import atomic_write
-    from gan.sample import check_ckpt, load_gan
+    from gan.loading import check_ckpt, load_gan
 
     out = Path(cfg.out).expanduser()
     ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # both before loading anything
-    check_out(out, cfg.format)
+    check_out(out, cfg.format, cfg.overwrite)
     needs = ["onnx", "onnxruntime"] if cfg.format == "onnx" else []
     for name in needs:
         try:

@@ -1,7 +1,8 @@
 """Fault tolerance: nothing a run finished is lost, and a run can always be continued.
 
-- `AtomicCheckpointIO`: every checkpoint is written to a temporary file, flushed, then
-  renamed over the old one, so a kill during a save never leaves a corrupt `last.ckpt`.
+- `AtomicCheckpointIO`: every checkpoint is written to a temporary file of a random name
+  (`gan.files.atomic_write`), flushed, then renamed over the old one, so a kill during a
+  save never leaves a corrupt `last.ckpt`, and nothing planted in the folder can redirect it.
 - `Checkpointing`: `last.ckpt` every N iterations (mid-epoch, so a kill costs at most N
   iterations), and on SIGTERM or SIGINT a checkpoint at the next iteration boundary,
   then a clean exit. Resume with `ckpt_path=<run>/checkpoints/last.ckpt`.
@@ -17,11 +18,14 @@ Checks that turn a traceback into one line that names the problem and the fix:
 - `check_resume_checkpoint(path, model_cfg)`: `ckpt_path` exists, is a torch checkpoint of
   this project, and was written by the same architecture (called before `trainer.fit`).
 - `CheckOutputDir`: a Hydra callback that runs `check_writable` on the run (or sweep)
-  folder before Hydra creates it, so an unusable `hydra.run.dir` is an `error:` line.
+  folder before Hydra creates it, so an unusable `hydra.run.dir` is an `error:` line, and
+  `check_run_folder` there, so a new run never writes over a finished one (resume it with
+  `ckpt_path=`, or replace it with `overwrite=true`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -43,6 +47,7 @@ from gan.files import (
     check_writable,
     checkpoint_dir,
     resolve_checkpoint,
+    run_files,
 )
 
 log = logging.getLogger("gan.faults")
@@ -58,8 +63,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores
 
         # A failed save (disk full, an exception, Ctrl+C) leaves the old file as it was and
-        # no temp file. A SIGKILL cannot clean up: its `.<name>.tmp` stays, is never read,
-        # and the next save overwrites it.
+        # no temp file. A SIGKILL cannot clean up: its `.<name>.<random>.tmp` stays, is
+        # never read, and the next save of that file removes it.
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
@@ -341,17 +346,78 @@ def check_resume_checkpoint(
         )
 
 
+def resumes_in(ckpt_path: str, out: Path, checkpoints: Path) -> bool:
+    """Whether resuming from `ckpt_path` continues the run in folder `out` itself.
+
+    Lightning's names (`last`, `best`, `hpc`) find their file in this run's folders; a
+    path does when it lies in `out` or in its checkpoint folder `checkpoints`.
+    """
+    if ckpt_path in LIGHTNING_NAMES[:3]:
+        return True
+    path = resolve_checkpoint(ckpt_path).absolute().resolve()
+    return any(path.is_relative_to(f.absolute().resolve()) for f in (out, checkpoints))
+
+
+def check_run_folder(
+    out: str | os.PathLike[str],
+    checkpoints: str | os.PathLike[str],
+    ckpt_path: str | None,
+    overwrite: bool,
+    key: str = "hydra.run.dir",
+) -> None:
+    """GanError when a new run in folder `out` would write over the run already there.
+
+    A folder holds a run when it has a `config.yaml`, a `result.json` or a `checkpoints/`
+    (gan.files.RUN_FILES). Writing there is fine when this run resumes that one
+    (`ckpt_path=` in `out` or `checkpoints`, or Lightning's `last`/`best`/`hpc`), or when
+    the user said `overwrite=true`. `key` is the setting that picks the folder.
+    """
+    out, checkpoints = Path(out), Path(checkpoints)
+    found = run_files(out)
+    if overwrite or not found or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints)):
+        return
+    shown = ", ".join(f"{n}/" if n == "checkpoints" else n for n in found)
+    raise GanError(
+        f"{key}={out} already holds a run ({shown}): a new run there would overwrite it. "
+        f"Resume it with ckpt_path={out}, train into another folder ({key}=...), or pass "
+        f"overwrite=true to replace it."
+    )
+
+
 try:  # the Hydra callback is optional: gan.faults also works where Hydra is absent
     from hydra.experimental.callback import Callback as _HydraCallback
 except ImportError:  # pragma: no cover
     _HydraCallback = object  # type: ignore[misc,assignment]
 
 
-class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
-    """Hydra callback: fail with one line before Hydra makes an unusable run folder.
+def _planned_folders(config: Any) -> tuple[Path, Path]:
+    """The run folder and checkpoint folder a `gan.train` run will write, from Hydra's config
+    before the run starts (when `${hydra:runtime.output_dir}` is not set yet)."""
+    from omegaconf import OmegaConf, open_dict
 
-    Hydra creates the run folder before the task runs, so an unwritable `hydra.run.dir`
-    would otherwise end in Hydra's traceback. Enable it in conf/train.yaml:
+    out = Path(str(config.hydra.run.dir)).absolute()
+    c = copy.deepcopy(config)
+    OmegaConf.set_readonly(c, False)
+    try:
+        raw = OmegaConf.to_container(c.paths, resolve=False)["output_dir"]  # type: ignore[index]
+        if isinstance(raw, str) and "hydra:" not in raw:  # a folder of the user's own
+            out = Path(str(OmegaConf.select(c, "paths.output_dir"))).absolute()
+        with open_dict(c):
+            c.paths.output_dir = str(out)
+        dirpath = OmegaConf.select(c, "callbacks.model_checkpoint.dirpath", default=None)
+    except Exception:  # noqa: BLE001 - another config's shape: the defaults below
+        dirpath = None
+    return out, Path(str(dirpath)).absolute() if dirpath else out / "checkpoints"
+
+
+class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
+    """Hydra callback: fail with one line before Hydra makes or writes into a run folder.
+
+    Hydra creates the run folder, and writes `.hydra/` and the log into it, before the
+    task runs, so an unwritable `hydra.run.dir` would otherwise end in Hydra's traceback,
+    and a run folder that holds a finished run would be written over before `gan.train`
+    could refuse. Both checks run here, before any of that (a sweep: before its jobs, on
+    `hydra.sweep.dir`). Enable it in conf/train.yaml:
 
         hydra:
           callbacks:
@@ -368,6 +434,29 @@ class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config.hydra.run.dir, "hydra.run.dir")
+        out, checkpoints = _planned_folders(config)
+        own = out != Path(str(config.hydra.run.dir)).absolute()  # paths.output_dir was set
+        key = "paths.output_dir" if own else "hydra.run.dir"
+        try:
+            check_run_folder(
+                out, checkpoints, config.get("ckpt_path"), bool(config.get("overwrite")), key
+            )
+        except GanError as e:
+            raise SystemExit(f"error: {e}") from None
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        sweep = Path(str(config.hydra.sweep.dir)).absolute()
+        if config.get("overwrite") or not sweep.is_dir():
+            return
+        found = [d for d in [*sweep.glob("*"), *sweep.glob("*/*")] if not d.name.startswith(".")]
+        inner = {d for d in found if d.parent != sweep and run_files(d.parent)}  # in a job
+        jobs = sorted({d for d in found if run_files(d)} - inner)
+        if jobs:
+            shown = ", ".join(str(d.relative_to(sweep)) for d in jobs[:3])
+            more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+            raise SystemExit(
+                f"error: hydra.sweep.dir={sweep} already holds runs ({shown}{more}): a sweep "
+                f"there would overwrite them. Sweep into another folder (hydra.sweep.dir=...), "
+                f"or pass overwrite=true to replace them."
+            )

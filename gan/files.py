@@ -4,7 +4,9 @@ where a run keeps its checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +27,25 @@ def atomic_write(
     matters for checkpoints and for images rewritten every epoch such as `loss.png`. Any
     failure, an interrupt included, removes the temporary file and leaves `path` as it was.
     `durable` also fsyncs the file and the folder, so the rename survives a power cut.
+
+    The temporary file is made by `tempfile.mkstemp` (O_CREAT | O_EXCL, a random name
+    `.<name>.<random>.tmp`): a file or symlink planted at a predictable name is never
+    opened, so nothing can redirect the write elsewhere, and concurrent writers (a sweep's
+    jobs filling the classifier cache) each get their own. It gets the mode a plain
+    `open` would give (0666 less the umask), not mkstemp's 0600. The rename replaces
+    `path` itself: a symlink at `path` is replaced, its target left alone.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Checkpoints have one writer (rank 0): a fixed name, so the temp file a SIGKILL
-    # leaves behind is overwritten by the next save. Other files may have several
-    # writers at once (a sweep's jobs filling the classifier cache): one name each.
-    tmp = path.with_name(f".{path.name}.tmp" if durable else f".{path.name}.{os.getpid()}.tmp")
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         write(tmp)
         if durable:
             with open(tmp, "rb+") as f:
@@ -42,8 +55,41 @@ def atomic_write(
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        _fsync_dir(folder)
+        _remove_stale_temps(path)
     return path
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporary files of `path` that killed saves left (durable writes only).
+
+    A durable file (a checkpoint) has one writer, so any other `.<name>.<random>.tmp` is
+    a leftover of a save that a SIGKILL cut short; `.<name>.tmp` is the fixed name older
+    versions used. Only entries of exactly these names go; unlink removes a symlink itself.
+    """
+    own = re.compile(rf"\.{re.escape(path.name)}(\.[A-Za-z0-9_]{{8}})?\.tmp")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if own.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -88,6 +134,66 @@ def check_writable(folder: str | os.PathLike[str], key: str = "hydra.run.dir") -
 
 
 LIGHTNING_NAMES = ("last", "best", "hpc", "registry")  # checkpoints Lightning finds itself
+RUN_FILES = ("config.yaml", "result.json", "checkpoints")  # what shows a run wrote a folder
+
+
+def run_files(folder: str | os.PathLike[str]) -> list[str]:
+    """The entries of RUN_FILES in `folder`: a run of `gan.train` wrote there (or is writing)."""
+    return [n for n in RUN_FILES if os.path.lexists(Path(folder) / n)]
+
+
+def is_registry(name: str) -> bool:
+    """Lightning's model-registry names: `registry` or `registry:<model>` (any case)."""
+    return name.lower() == "registry" or name.lower().startswith("registry:")
+
+
+def resolve_lightning_name(name: str, checkpoints: Path, run: Path) -> Path:
+    """The file that Lightning's `ckpt_path=<name>` stands for in this run; GanError if none.
+
+    `checkpoints` is the run's checkpoint folder, `run` the run folder. As Lightning picks:
+    `last` the newest `last.ckpt` (or `last-v<N>.ckpt`) there; `best` the one other
+    checkpoint there (ModelCheckpoint keeps one best; with several, GanError names them);
+    `hpc` the highest `hpc_ckpt_<N>.ckpt` in the run folder. `registry` downloads from
+    Lightning's model registry: refused, since nothing could check the file first.
+    """
+    fresh = "drop ckpt_path to start a new run"
+    named = "ckpt_path=<run>/checkpoints/last.ckpt, or hydra.run.dir=<run> ckpt_path=last"
+    if is_registry(name):
+        raise GanError(
+            f"ckpt_path={name} would download a checkpoint from Lightning's model registry, "
+            f"which this project does not use. Download the file and pass ckpt_path=<file>."
+        )
+    ckpts = sorted(checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
+    last = [p for p in ckpts if re.fullmatch(r"last(-v?\d+)?", p.stem)]
+    if name == "last":
+        if not last:
+            raise GanError(
+                f"ckpt_path=last: {checkpoints} holds no last.ckpt, so there is nothing to "
+                f"resume. Name the run to resume ({named}), or {fresh}."
+            )
+        return max(last, key=lambda p: p.stat().st_mtime_ns)
+    if name == "best":
+        best = [p for p in ckpts if p not in last]
+        if len(best) != 1:
+            some = ", ".join(p.name for p in best[:3]) or "none"
+            raise GanError(
+                f"ckpt_path=best: {checkpoints} holds {len(best)} checkpoints besides last.ckpt "
+                f"({some}), not one best. Pass the file: ckpt_path=<run>/checkpoints/<file>.ckpt."
+            )
+        return best[0]
+    if name == "hpc":
+        numbered = [
+            (int(m.group(1)), p)
+            for p in (run.glob("hpc_ckpt_*.ckpt") if run.is_dir() else [])
+            if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
+        ]
+        if not numbered:
+            raise GanError(
+                f"ckpt_path=hpc: {run} holds no hpc_ckpt_<N>.ckpt (SLURM's requeue checkpoint). "
+                f"Pass the checkpoint: {named}."
+            )
+        return max(numbered)[1]
+    raise ValueError(f"not one of Lightning's checkpoint names: {name!r}")
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:

@@ -6,18 +6,25 @@ splits are there, torchvision's download of the missing ones, and decoding into 
 
 `DATASETS` is the one list of data sets (the `data.dataset` choices). Files are read unpacked
 or as md5-checked `.gz` (decompressed in memory: nothing is written beside them); only the
-split(s) in use must be there. EMNIST letters are served upright (its files hold transposed
-images) with labels 0..25. Stacked MNIST is built from MNIST's files: a seeded, fixed set of
+split(s) in use must be there. Downloads use https alone (`mirrors`: torchvision's https
+mirrors, MNIST's http://yann.lecun.com dropped; an https copy of the same files where
+torchvision has only http; no redirect to http, no fall-back to it) and every file must
+match torchvision's md5, which torchvision checks before it unpacks anything. EMNIST
+letters are served upright (its files hold transposed images) with labels 0..25. Stacked MNIST is built from MNIST's files: a seeded, fixed set of
 digit triples stacked as the 3 channels, label 100*a + 10*b + c (1,000 modes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
 import os
+import urllib.error
+import urllib.request
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,6 +235,51 @@ def load_mnist_split(root: str | os.PathLike[str], split: str) -> tuple[Tensor, 
     return load_split(root, split, "mnist")
 
 
+# https copies of files that torchvision fetches over http alone; each must still match
+# torchvision's md5, so a copy can only ever serve the official bytes.
+HTTPS_MIRRORS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/",),  # Keras's
+    "kmnist": ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),  # the http mirror's own host
+}
+
+
+def mirrors(dataset: str) -> list[str]:
+    """Where `dataset`'s files are downloaded from, https URLs only, in the order tried:
+    torchvision's mirrors (URL prefixes), then HTTPS_MIRRORS; EMNIST: its zip's URL."""
+    name, s = _files_of(dataset)
+    cls = s.torchvision
+    if "url" in vars(cls):  # EMNIST: one zip at one address
+        found = [cls.url]
+    else:
+        found = [*getattr(cls, "mirrors", []), *HTTPS_MIRRORS.get(name, ())]
+    return [m for m in dict.fromkeys(found) if m.startswith("https://")]
+
+
+class _RefuseHttp(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> None:  # type: ignore[override]
+        raise urllib.error.URLError(f"refused {req.full_url}: downloads use https only")
+
+
+class _RefuseFtp(urllib.request.FTPHandler):
+    def ftp_open(self, req: urllib.request.Request) -> None:  # type: ignore[override]
+        raise urllib.error.URLError(f"refused {req.full_url}: downloads use https only")
+
+
+@contextlib.contextmanager
+def https_only() -> Iterator[None]:
+    """urllib (which torchvision downloads with) refuses every URL but https:// meanwhile.
+
+    torchvision retries a failed https download over http, and urllib follows a redirect
+    from https to http: both are refused, as are http mirrors and ftp.
+    """
+    previous = urllib.request._opener  # type: ignore[attr-defined]
+    urllib.request.install_opener(urllib.request.build_opener(_RefuseHttp, _RefuseFtp))
+    try:
+        yield
+    finally:
+        urllib.request.install_opener(previous)
+
+
 def _download(root: Path, part: str, dataset: str) -> None:
     """torchvision's own `download()` of `dataset`, for one part's files ("train" or "test").
 
@@ -240,9 +292,15 @@ def _download(root: Path, part: str, dataset: str) -> None:
     tv.root = str(root)
     tv.split, tv.train = "letters", part == "train"  # EMNIST's; the others ignore them
     prefix = s.prefixes[part]
-    tv.resources = [r for r in s.md5s.items() if r[0].startswith(f"{prefix}-")]
+    tv.resources = [r for r in s.md5s.items() if r[0].startswith(f"{prefix}-")]  # with md5s
+    sources = mirrors(dataset)
+    if not sources:
+        raise urllib.error.URLError(f"torchvision has no https source for {s.title}")
+    if "url" not in vars(cls):  # EMNIST downloads its one https `url`
+        tv.mirrors = sources
     tv._check_exists = lambda: has_split(root, part, dataset)  # unpacked or .gz
-    tv.download()  # EMNIST: one zip holds every split; skips a part already on disk
+    with https_only():
+        tv.download()  # EMNIST: one zip holds every split; skips a part already on disk
 
 
 def ensure_split(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -27,6 +28,18 @@ def parse_options(argv: Sequence[str], schema: type, example: str) -> tuple[Dict
     given: dict[str, str] = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
+        try:  # a byte that is not UTF-8 arrives as a lone surrogate (surrogateescape)
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                data = os.fsencode(arg)  # the bytes as given: b"b\xff.png"
+            except UnicodeEncodeError:  # a surrogate that no byte stands for
+                data = arg.encode("utf-8", "backslashreplace")
+            raw = data.decode("utf-8", "backslashreplace")  # b\xff.png
+            raise GanError(
+                f"{raw} is not valid UTF-8 (the bytes shown as \\x..): options are read as "
+                f"UTF-8 text. Rename the file or folder to a UTF-8 name, and pass that."
+            ) from None
         if not sep or not key:
             raise GanError(
                 f"argument {arg!r} is not key=value: write e.g. `{example}` "

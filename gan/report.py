@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gan.files import atomic_write
 from gan.report_plot import natural, plot
 from gan.report_scores import number, read_scores
 
@@ -303,9 +304,13 @@ def write_tables(stem: Path, head: list[str], rows: list, raw_head: list[str], r
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [line(head), line(["---"] * len(head)), *(line(r) for r in rows)]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    with stem.with_suffix(".csv").open("w", newline="") as f:
-        csv.writer(f).writerows([raw_head, *raw])
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows([raw_head, *raw])
+
+    atomic_write(stem.with_suffix(".csv"), write_csv)
 
 
 def print_table(console: Console, title: str, head: list[str], rows: list, styles: list) -> None:

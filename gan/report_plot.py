@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from gan.files import atomic_write
 from gan.report_scores import number
 
 Point = tuple[str, str, float, float | None]  # x as swept, series, y, error bar (or None)
@@ -54,5 +55,6 @@ def plot(path: Path, points: Sequence[Point], x_key: str, y_label: str, title: s
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize="small", title=title, title_fontsize="small")
-    fig.savefig(path, dpi=120)
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
     return ax.get_xscale()

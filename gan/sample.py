@@ -28,16 +28,23 @@ Options (key=value, Hydra style; an unknown key is an error):
                  (n is then classes x per_class); without any of the three, random classes
     trust_code   true: build a network outside the project's registry, which imports the
                  code the checkpoint names; only for a model you trained yourself (false)
+    overwrite    true: replace an existing `out` file; format=png: write into a folder that
+                 is not empty, removing the numbered PNGs (000.png, ...) of an earlier
+                 draw that this one does not rewrite (false: refuse, before loading)
 
-The config is read from the checkpoint's hyperparameters; nothing else is needed. Nothing
-in the file runs: see gan.loading. Images
-are written through a temp file and a rename, so a reader never sees half a file. Errors
-print one `error: ...` line and exit with status 1.
+The config is read from the checkpoint's hyperparameters; nothing else is needed, and
+nothing in the file runs (gan.loading). Images
+are written through a temp file of a random name and a rename, so a reader never sees
+half a file and nothing planted beside `out` can redirect the write. `seed` must be within
+0..2**63-1; the images must fit in memory (n is capped by the RAM available). Errors print
+one `error: ...` line and exit with status 1.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +63,10 @@ if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from gan.module import GAN
 
 FORMATS = ("grid", "png", "pt")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes an int64
+NUMBERED_PNG = re.compile(r"\d+\.png")  # what format=png writes: 000.png, 001.png, ...
+COPIES = 3  # float32 copies of the images alive at once while drawing and writing
+UNKNOWN_BUDGET = 8 * 10**9  # bytes a draw may take where the free memory cannot be read
 DEFAULT_OUT = {"grid": "samples.png", "png": "samples", "pt": "samples.pt"}
 HINT = CKPT_HINT
 
@@ -78,6 +89,7 @@ class SampleConfig:
     labels: list[int] | None = None
     per_class: int | None = None
     trust_code: bool = False
+    overwrite: bool = False
 
 
 OPTIONS = tuple(SampleConfig.__dataclass_fields__)
@@ -93,6 +105,11 @@ def parse(argv: Sequence[str]) -> DictConfig:
         raise GanError(f"format={cfg.format!r} is unknown: use one of {', '.join(FORMATS)}.")
     if cfg.n < 1:
         raise GanError(f"n={cfg.n} is invalid: it must be >= 1.")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise GanError(
+            f"seed={cfg.seed} is out of range: it must be within 0..{MAX_SEED} (2**63 - 1, "
+            f"what torch.Generator takes). Fix it with seed=<a smaller number>, e.g. seed=0."
+        )
     if cfg.nrow is not None and cfg.nrow < 1:
         raise GanError(f"nrow={cfg.nrow} is invalid: it must be >= 1 (or null for the default).")
     if cfg.steps < 2:
@@ -111,8 +128,12 @@ def parse(argv: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def check_out(out: Path, fmt: str) -> None:
-    """Fail early (before loading anything) when `out` cannot be written."""
+def check_out(out: Path, fmt: str, overwrite: bool = False) -> None:
+    """Fail early (before loading anything) when `out` cannot, or may not, be written.
+
+    Without `overwrite`, an existing file `out` (format grid or pt) or a folder `out` that is
+    not empty (format png) is refused: nothing is replaced without consent.
+    """
     if fmt == "png" and out.is_file():
         raise GanError(
             f"out={out} is a file, but format=png writes a folder of PNGs: pass a folder, "
@@ -124,6 +145,74 @@ def check_out(out: Path, fmt: str) -> None:
             f"e.g. out={out / DEFAULT_OUT[fmt]}."
         )
     check_writable(out if fmt == "png" else out.parent, key="out")
+    if overwrite:
+        return
+    if fmt == "png" and out.is_dir() and any(out.iterdir()):
+        raise GanError(
+            f"out={out} is a folder that is not empty: format=png would mix these images with "
+            f"what is there. Pass overwrite=true to write into it (numbered PNGs of an earlier "
+            f"draw are replaced), or another out=... folder."
+        )
+    if fmt != "png" and os.path.lexists(out):
+        raise GanError(
+            f"out={out} already exists. Pass overwrite=true to replace it, or another out=...."
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM this process can still take: /proc/meminfo's MemAvailable, less where a
+    cgroup (a container) allows less; sysconf's free pages elsewhere; None if unknown."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            found.append(max(0, int(limit) - int(used)))
+    except OSError:
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return min(found)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # unreachable
+
+
+def check_memory(count: int, shape: Sequence[int], what: str, available: int | None) -> None:
+    """GanError when `count` float32 images of `shape` (C, H, W) cannot fit in `available`
+    bytes (COPIES of them are alive at once); the message names the cap and the need."""
+    per_image = 4 * math.prod(shape) * COPIES
+    budget = available if available is not None else UNKNOWN_BUDGET
+    if count * per_image <= budget:
+        return
+    cap = budget // per_image
+    size = "x".join(map(str, shape))
+    have = (
+        f"{_size(budget)} is available"
+        if available is not None
+        else f"the free memory is unknown here, so a draw is capped at {_size(budget)}"
+    )
+    raise GanError(
+        f"{what} asks for {count:,} images of {size}, which would need "
+        f"{_size(count * per_image)} of memory (float32, {COPIES} copies while drawing and "
+        f"writing), but {have}: the most this machine can draw at once is {cap:,} images. "
+        f"Draw fewer, or several batches with different seed=."
+    )
 
 
 # ---- sampling --------------------------------------------------------------------------
@@ -187,8 +276,12 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
         elif cfg.format == "png":
             out.mkdir(parents=True, exist_ok=True)
             width = max(3, len(str(len(images) - 1)))
+            names = {f"{i:0{width}d}.png" for i in range(len(images))}
             for i, image in enumerate(images):
                 save_png(image, out / f"{i:0{width}d}.png")
+            for old in sorted(out.iterdir()):  # overwrite=true: an earlier draw's extra images
+                if NUMBERED_PNG.fullmatch(old.name) and old.name not in names:
+                    old.unlink()
         else:
             atomic_write(out, lambda tmp: torch.save(images.contiguous(), tmp))
     except OSError as e:
@@ -201,13 +294,19 @@ def sample(cfg: DictConfig) -> tuple[Path, int]:
     out = Path(cfg.out).expanduser()
     ckpt = Path(cfg.ckpt).expanduser()
     ckpt = check_ckpt(ckpt)  # both before loading anything: fail in a blink
-    check_out(out, cfg.format)
+    check_out(out, cfg.format, cfg.overwrite)
     module = load_gan(ckpt, cfg.trust_code)
     if cfg.ema and module.ema_generator is None:
         raise GanError(
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
             f"drop ema=true, or train with ema.enabled=true."
         )
+    n = module.num_classes * cfg.per_class if cfg.per_class is not None else cfg.n
+    what = f"per_class={cfg.per_class}" if cfg.per_class is not None else f"n={cfg.n}"
+    if cfg.interpolate:
+        n, what = n * cfg.steps, f"{what} with steps={cfg.steps}"
+    shape = (module.cfg.model.channels, module.cfg.model.img_size, module.cfg.model.img_size)
+    check_memory(n, shape, what, available_memory())
     images = draw(module, cfg)
     return write(images, cfg), len(images)
 

@@ -8,6 +8,13 @@ Compose the config (conf/train.yaml, checked against gan/config.py), seed, build
 module, datamodule, callbacks, loggers and trainer (gan.build), fit, and return the
 metric that sweeps optimize (`optimized_metric`). Everything a run makes lands in its Hydra
 run folder.
+
+A run folder that already holds a run (a `config.yaml`, `result.json` or `checkpoints/`)
+is refused with one line before anything is written to it, unless the run resumes that
+one (`ckpt_path=<run>`, or `hydra.run.dir=<run> ckpt_path=last`) or `overwrite=true` says
+to replace it: then the old run's checkpoints are removed first, and its other files are
+rewritten as the new run goes (images of epochs the new run does not reach stay).
+`ckpt_path=last|best|hpc` is resolved to its file in the run folder and checked like a path.
 """
 
 from __future__ import annotations
@@ -31,8 +38,16 @@ from gan.classifier import load_or_train
 from gan.config import register, to_dict
 from gan.console import quiet, summary
 from gan.errors import GanError
-from gan.faults import Interrupted, check_resume_checkpoint
-from gan.files import LIGHTNING_NAMES, check_writable, resolve_checkpoint
+from gan.faults import Interrupted, check_resume_checkpoint, check_run_folder, resumes_in
+from gan.files import (
+    LIGHTNING_NAMES,
+    atomic_write,
+    check_writable,
+    is_registry,
+    resolve_checkpoint,
+    resolve_lightning_name,
+    run_files,
+)
 from gan.loggers import finish_loggers
 from gan.validate import validate
 
@@ -62,11 +77,17 @@ def resume_into_run_folder(cfg: DictConfig) -> None:
             log.info("resuming %s into its run folder %s", path, run)
 
 
-def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | None:
-    """Fit one run; return the value of `cfg.optimized_metric` (None if never logged).
+def checkpoint_folder(cfg: DictConfig) -> Path:
+    """Where the run's checkpoints go: ModelCheckpoint's folder, else `<run>/checkpoints`."""
+    dirpath = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
+    return Path(dirpath) if dirpath else Path(cfg.paths.output_dir) / "checkpoints"
 
-    `final`, when given, receives the last value of every scalar `val/*` score, so that
-    result.json holds them whatever the logger (gan.report reads them from there).
+
+def check(cfg: DictConfig) -> None:
+    """Every check of a run's inputs, before anything is written; GanError names the fix.
+
+    `ckpt_path=last|best|hpc` becomes the file Lightning would load (see
+    gan.files.resolve_lightning_name), checked like any other path.
     """
     validate(cfg)
     if cfg.verbose:
@@ -74,14 +95,34 @@ def train(cfg: DictConfig, final: dict[str, float] | None = None) -> float | Non
             cfg.trainer.enable_model_summary = True  # the layer table, on request
     check_accelerator(cfg.trainer.accelerator)
     check_writable(cfg.paths.output_dir)
+    name = cfg.ckpt_path
+    if name and (name in LIGHTNING_NAMES or is_registry(name)):
+        path = resolve_lightning_name(name, checkpoint_folder(cfg), Path(cfg.paths.output_dir))
+        log.info("ckpt_path=%s: %s", name, path)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(path)
     if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
         check_resume_checkpoint(
             cfg.ckpt_path, to_dict(cfg.model), cfg.ema.enabled, to_dict(cfg.condition)
         )
+
+
+def train(
+    cfg: DictConfig, final: dict[str, float] | None = None, checked: bool = False
+) -> float | None:
+    """Fit one run; return the value of `cfg.optimized_metric` (None if never logged).
+
+    `final`, when given, receives the last value of every scalar `val/*` score, so that
+    result.json holds them whatever the logger (gan.report reads them from there).
+    `checked`: `check(cfg)` has run already.
+    """
+    if not checked:
+        check(cfg)
     resume_into_run_folder(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)  # the resolved config, for humans
+    # the resolved config, for humans
+    atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
 
     L.seed_everything(cfg.seed, workers=True)
     if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
@@ -135,21 +176,54 @@ def write_result(
         "error": error,
         "final": final or {},  # the last value of each val/* score
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out / "result.json", lambda tmp: tmp.write_text(text))
 
 
 def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def clear_checkpoints(folder: Path) -> None:
+    """Remove the `*.ckpt` files in `folder` (an earlier run's, replaced with overwrite=true)."""
+    for path in sorted(folder.glob("*.ckpt")) if folder.is_dir() else []:
+        if not path.is_dir():
+            path.unlink()
+            log.warning("overwrite=true: removed the earlier run's %s", path)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal."""
+    """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal.
+
+    A folder that holds a run is refused before this run writes to it (gan.faults.CheckOutputDir
+    refuses it earlier still, before Hydra writes `.hydra/` there; this is the check where
+    that callback is off). An input error leaves the result.json of the run that this one
+    resumes or replaces as it was.
+    """
     quiet(cfg.verbose)
     start = time.perf_counter()
     final: dict[str, float] = {}
+    out, checkpoints = Path(cfg.paths.output_dir), checkpoint_folder(cfg)
+    held = run_files(out)  # an earlier run's: resumed (ckpt_path) or replaced (overwrite)
     try:
-        value = train(cfg, final)
+        check_run_folder(out, checkpoints, cfg.ckpt_path, cfg.overwrite)
+    except GanError as err:
+        if in_sweep():  # its folder is an earlier job's: nothing of it is touched
+            log.error("job refused, the sweep goes on: %s", err)
+            return float("inf")
+        raise SystemExit(f"error: {err}") from None
+    checked = False
+    try:
+        check(cfg)
+        checked = True
+        if (
+            held
+            and cfg.overwrite
+            and not (cfg.ckpt_path and resumes_in(cfg.ckpt_path, out, checkpoints))
+        ):
+            clear_checkpoints(checkpoints)
+        value = train(cfg, final, checked=True)
     except Interrupted:  # SIGTERM / Ctrl+C: last.ckpt is saved; say how to go on
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         resume = f"python -m gan.train ckpt_path={shlex.quote(str(Path(cfg.paths.output_dir)))}"
@@ -157,9 +231,10 @@ def main(cfg: DictConfig) -> float | None:
         write_result(cfg, "interrupted", None, time.perf_counter() - start, error, final)
         raise
     except Exception as err:  # noqa: BLE001 - every failure is recorded before it surfaces
-        write_result(
-            cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
-        )
+        if checked or not held:  # a bad input keeps an earlier run's record
+            write_result(
+                cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
+            )
         if in_sweep():
             log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
             return float("inf")  # ranks last for a minimizing sweeper

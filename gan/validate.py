@@ -7,9 +7,11 @@ built, so a bad value is one clear line naming the key and the fix:
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gan.augment import POLICIES
 from gan.config import TrainConfig
@@ -38,9 +40,34 @@ def _check(ok: bool, key: str, value: Any, need: str) -> None:
         raise GanError(f"{key}={value!r} is out of range: it must be {need}. Fix it with {key}=...")
 
 
+# Groups whose numbers are checked against ranges below: inf or nan passes a one-sided
+# bound (`lr > 0`) or fails it with a misleading message, so each is first checked finite.
+FINITE_GROUPS = ("optimizer", "loss", "label_smoothing", "stabilize", "ema", "guard", "condition")
+MAX_SEED = 2**32 - 1  # Lightning's seed_everything takes 0..2**32-1 (numpy's range)
+
+
+def _numbers(node: Any, key: str) -> list[tuple[str, float]]:
+    """Every float leaf under `node` (a config node, dataclass, dict or list) as (key, value)."""
+    if isinstance(node, (DictConfig, ListConfig)):  # resolved in place: ${...} see the root
+        node = OmegaConf.to_container(node, resolve=True)
+    elif is_dataclass(node) and not isinstance(node, type):
+        node = asdict(node)
+    if isinstance(node, dict):
+        return [kv for k, v in node.items() for kv in _numbers(v, f"{key}.{k}")]
+    if isinstance(node, (list, tuple)):
+        return [kv for v in node for kv in _numbers(v, key)]
+    return [(key, node)] if isinstance(node, float) else []
+
+
 def validate(cfg: DictConfig | TrainConfig) -> None:
     """Check value ranges and combinations the types alone cannot express."""
     c = cfg
+    for group in FINITE_GROUPS:
+        for key, value in _numbers(getattr(c, group), group):
+            _check(math.isfinite(value), key, value, "a finite number")
+    _check(
+        0 <= c.seed <= MAX_SEED, "seed", c.seed, f"within 0..{MAX_SEED}, as seed_everything takes"
+    )
     _check(c.optimizer.lr > 0, "optimizer.lr", c.optimizer.lr, "> 0")
     _check(c.optimizer.d_lr_scale > 0, "optimizer.d_lr_scale", c.optimizer.d_lr_scale, "> 0")
     for net in ("g", "d"):

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -738,11 +739,69 @@ def test_sigterm_saves_at_the_next_iteration_and_exits_143(
     last = run_b / "checkpoints" / "last.ckpt"
     assert f"resume with ckpt_path={last}" in text
     assert load(last)["gan_iteration"] == at  # saved at the iteration boundary, not at 42
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
 
     res = train_cli(kill_data, run_b, f"ckpt_path={last}")
     assert res.returncode == 0, res.stderr[-3000:]
     assert_same_training_state(run_a / "checkpoints" / "last.ckpt", last)
+
+
+@pytest.mark.slow
+def test_kill_then_resume_from_the_folder_alone(
+    run_a: Path, kill_data: Path, tmp_path: Path
+) -> None:
+    """SIGKILL mid-epoch; `ckpt_path=<run>` with no other override, from another folder:
+    the weights and metrics.csv equal the uninterrupted run's, and nothing lands in cwd."""
+    run_b = tmp_path / "b"
+    proc, _ = start_paused(kill_data, run_b, 41)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = resume_cli(run_b, cwd=elsewhere)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same_training_state(
+        run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt"
+    )
+    assert_same_metrics(run_a, run_b)
+    assert list(elsewhere.iterdir()) == [], "the resume wrote into the current folder"
+    assert (run_b / ".hydra" / "overrides.yaml").is_file()  # the run's own record is kept
+    assert json.loads((run_b / "result.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_the_printed_hint_resumes_verbatim(run_a: Path, kill_data: Path, tmp_path: Path) -> None:
+    run_b = tmp_path / "b"
+    proc, out = start_paused(kill_data, run_b, 44)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    text = out.read_text()
+    hint = text[text.index("resume with: ") + len("resume with: ") :].splitlines()[0]
+    result = json.loads((run_b / "result.json").read_text())
+    assert result["status"] == "interrupted" and hint in result["error"]
+    args = shlex.split(hint)
+    assert args[:3] == ["python", "-m", "gan.train"]
+    res = resume_cli(*args[3:])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same_training_state(
+        run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt"
+    )
+    assert_same_metrics(run_a, run_b)
+
+
+def resume_cli(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m gan.train ckpt_path=<run>` (a run folder) or `python -m gan.train <args>`,
+    and nothing else: the run's own config.yaml is the config."""
+    argv = [f"ckpt_path={args[0]}"] if len(args) == 1 and isinstance(args[0], Path) else args
+    return subprocess.run(
+        [sys.executable, "-m", "gan.train", *map(str, argv)],
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def kill_and_resume(
@@ -1134,15 +1193,17 @@ def test_a_save_cut_short_leaves_last_ckpt_intact(
 
     # The old checkpoint is untouched and loadable; the half-written temp file is removed.
     assert snapshot(last.parent) == before
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
     check_resume_checkpoint(last, to_dict(compose_cfg(tmp_path, "model=mlp").model), ema=False)
     assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
 
-    # A real SIGKILL cannot clean up: its temp file is ignored, then overwritten by the next save.
-    (last.parent / ".last.ckpt.tmp").write_bytes(b"half a checkpoint")
+    # A real SIGKILL cannot clean up: its temp file is ignored, then removed by the next save
+    # (the random name of this version, and the fixed one of older versions).
+    for left in (".last.ckpt.k1ll3d00.tmp", ".last.ckpt.tmp"):
+        (last.parent / left).write_bytes(b"half a checkpoint")
     assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
     AtomicCheckpointIO().save_checkpoint(checkpoint, last)
-    assert not (last.parent / ".last.ckpt.tmp").exists()
+    assert not list(last.parent.glob(".last.ckpt*.tmp"))
     assert load(last)["gan_iteration"] == checkpoint["gan_iteration"]
 
 

@@ -2,34 +2,19 @@
 
     pytest tests/test_resume.py -m "slow or not slow"
 
-The kill-and-resume tests run `python -m gan.train` as a user does; the reference run and the
-helpers are tests/test_faults.py's.
+Each runs `python -m gan.train` as a user does. The kill-and-resume tests, which need the
+uninterrupted reference run, are in tests/test_faults.py.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_faults import (  # noqa: F401 - fixtures: pytest finds them by name
-    ROOT,
-    assert_same_metrics,
-    assert_same_training_state,
-    cli_env,
-    kill_data,
-    load,
-    run_a,
-    snapshot,
-    start_paused,
-    train_existing_run,
-    warm_classifier,
-)
+from tests.test_faults import ROOT, cli_env, load, snapshot, train_existing_run
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -43,45 +28,6 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
-
-
-@pytest.mark.slow
-def test_kill_then_resume_from_the_folder_alone(
-    run_a: Path, kill_data: Path, tmp_path: Path
-) -> None:
-    """SIGKILL mid-epoch; `ckpt_path=<run>` with no other override, from another folder:
-    the weights and metrics.csv equal the uninterrupted run's, and nothing lands in cwd."""
-    run_b = tmp_path / "b"
-    proc, _ = start_paused(kill_data, run_b, 41)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    res = cli(f"ckpt_path={run_b}", cwd=elsewhere)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert_same_training_state(run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt")
-    assert_same_metrics(run_a, run_b)
-    assert list(elsewhere.iterdir()) == [], "the resume wrote into the current folder"
-    assert (run_b / ".hydra" / "overrides.yaml").is_file()  # the run's own record is kept
-    assert json.loads((run_b / "result.json").read_text())["status"] == "ok"
-
-
-@pytest.mark.slow
-def test_the_printed_hint_resumes_verbatim(run_a: Path, kill_data: Path, tmp_path: Path) -> None:
-    run_b = tmp_path / "b"
-    proc, out = start_paused(kill_data, run_b, 44)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
-    text = out.read_text()
-    hint = text[text.index("resume with: ") + len("resume with: ") :].splitlines()[0]
-    result = json.loads((run_b / "result.json").read_text())
-    assert result["status"] == "interrupted" and hint in result["error"]
-    args = shlex.split(hint)
-    assert args[:3] == ["python", "-m", "gan.train"]
-    res = cli(*args[3:])
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert_same_training_state(run_a / "checkpoints" / "last.ckpt", run_b / "checkpoints" / "last.ckpt")
-    assert_same_metrics(run_a, run_b)
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def test_interpolation_walks_start_at_the_plain_samples(
     for spherical in ("false", "true"):
         walk = load_pt(
             ckpts["plain"],
-            tmp_path / "w.pt",
+            tmp_path / f"w-{spherical}.pt",
             "n=3",
             "interpolate=true",
             "steps=5",
