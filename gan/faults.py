@@ -206,12 +206,14 @@ class Checkpointing(L.Callback):
         trainer.save_checkpoint(path, weights_only=False)
         if self.signal is not None:
             name = signal.Signals(self.signal).name
+            from gan.resume import resume_command
+
             log.warning(
-                "%s: saved %s at iteration %d; resume with ckpt_path=%s",
+                "%s: saved %s at iteration %d; resume with: %s",
                 name,
                 path,
                 iteration,
-                path,
+                resume_command(trainer.default_root_dir),
             )
             raise Interrupted(128 + self.signal)
 
@@ -410,6 +412,11 @@ def _planned_folders(config: Any) -> tuple[Path, Path]:
     return out, Path(str(dirpath)).absolute() if dirpath else out / "checkpoints"
 
 
+# Run folders that did not exist before this command (CheckOutputDir notes them before
+# Hydra makes them): gan.train removes one again when the run is refused before any work.
+FRESH_RUN_DIRS: set[Path] = set()
+
+
 class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
     """Hydra callback: fail with one line before Hydra makes or writes into a run folder.
 
@@ -433,7 +440,16 @@ class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
             raise SystemExit(f"error: {e}") from None
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        from gan.resume import redirect
+
+        try:  # `ckpt_path=<run folder>`: checked in full, then Hydra's run folder is that run
+            redirect(config)
+        except GanError as e:
+            raise SystemExit(f"error: {e}") from None
         self._check(config.hydra.run.dir, "hydra.run.dir")
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        if not run_dir.exists():  # everything in it will be this command's
+            FRESH_RUN_DIRS.add(run_dir)
         out, checkpoints = _planned_folders(config)
         own = out != Path(str(config.hydra.run.dir)).absolute()  # paths.output_dir was set
         key = "paths.output_dir" if own else "hydra.run.dir"

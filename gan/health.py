@@ -118,14 +118,19 @@ class NanGuard(L.Callback):
         ):
             self._rollback(trainer, pl_module, str(last), where)
             return
+        from gan.resume import resume_command
+
+        go_on = resume_command(trainer.default_root_dir, "guard.on_nonfinite=rollback")
         keep = (
-            f"The last good checkpoint is kept: {last}."
+            f"The last good checkpoint is kept: {last}; go on from it, lowering the lr at a NaN, "
+            f"with: {go_on}."
             if last.is_file()
             else "No checkpoint was saved yet."
         )
         raise GanError(
-            f"training diverged {where}. {keep} Lower optimizer.lr, add optimizer.clip_norm=1.0, "
-            f"or set guard.on_nonfinite=rollback to reload the last checkpoint with a lower lr."
+            f"training diverged {where}. {keep} Or lower optimizer.lr, add "
+            f"optimizer.clip_norm=1.0, or set guard.on_nonfinite=rollback to reload the last "
+            f"checkpoint with a lower lr."
         )
 
     def _rollback(

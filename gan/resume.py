@@ -50,6 +50,13 @@ HARMLESS = (
 )
 
 
+def resume_command(run: str | Path, *extra: str) -> str:
+    """The command that continues the run in folder `run`: what the hints print, verbatim."""
+    import shlex
+
+    return " ".join(["python -m gan.train", f"ckpt_path={shlex.quote(str(run))}", *extra])
+
+
 def run_of(ckpt_path: str | None) -> tuple[Path, Path] | None:
     """(run folder, checkpoint file) when `ckpt_path` names a run folder, or a checkpoint in
     `<run>/checkpoints/`, whose run kept its config.yaml; None otherwise."""
@@ -187,4 +194,60 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     merged.ckpt_path = str(ckpt)
     merged.paths.output_dir = str(run)
+    from gan.config import to_dict
+    from gan.faults import check_resume_checkpoint
+
+    # The checkpoint too, before anything is written: weights-only, and of this config's nets.
+    check_resume_checkpoint(
+        ckpt, to_dict(merged.model), merged.ema.enabled, to_dict(merged.condition)
+    )
     return merged
+
+
+# What Hydra's run will add to the resumed folder: put back if the command fails early.
+_WRITES: dict[str, Any] = {}
+
+
+def redirect(config: DictConfig) -> None:
+    """Hydra's config before the run (a Hydra callback's `on_run_start`): a resume from a run
+    folder is checked in full (GanError otherwise), then runs in that folder. This command's
+    `.hydra/` record goes to `.hydra/resume-<date>_<time>/`; train.log is appended to."""
+    import time
+
+    from omegaconf import open_dict, read_write
+
+    found = run_of(config.get("ckpt_path"))
+    if found is None:
+        return
+    resume_config(config, list(config.hydra.overrides.task))
+    run = found[0]
+    log = run / "train.log"
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    with read_write(config), open_dict(config):
+        config.hydra.run.dir = str(run)
+        config.hydra.output_subdir = f".hydra/resume-{stamp}"
+    _WRITES.update(
+        record=run / ".hydra" / f"resume-{stamp}",
+        log=log,
+        log_size=log.stat().st_size if log.is_file() else None,
+    )
+
+
+def undo_writes() -> None:
+    """Take back what Hydra wrote into the resumed folder (a command that failed before any
+    training): its `.hydra/resume-*` record, and train.log's new lines."""
+    import shutil
+
+    if not _WRITES:
+        return
+    shutil.rmtree(_WRITES["record"], ignore_errors=True)
+    log, size = _WRITES["log"], _WRITES["log_size"]
+    try:
+        if size is None:
+            log.unlink(missing_ok=True)
+        else:
+            with log.open("r+b") as f:
+                f.truncate(size)
+    except OSError:
+        pass
+    _WRITES.clear()

@@ -19,11 +19,13 @@ rewritten as the new run goes (images of epochs the new run does not reach stay)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import shlex
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -38,7 +40,13 @@ from gan.classifier import load_or_train
 from gan.config import register, to_dict
 from gan.console import quiet, summary
 from gan.errors import GanError
-from gan.faults import Interrupted, check_resume_checkpoint, check_run_folder, resumes_in
+from gan.faults import (
+    FRESH_RUN_DIRS,
+    Interrupted,
+    check_resume_checkpoint,
+    check_run_folder,
+    resumes_in,
+)
 from gan.files import (
     LIGHTNING_NAMES,
     atomic_write,
@@ -49,6 +57,7 @@ from gan.files import (
     run_files,
 )
 from gan.loggers import finish_loggers
+from gan.resume import resume_command, resume_config, undo_writes
 from gan.validate import validate
 
 log = logging.getLogger("gan.train")
@@ -107,22 +116,43 @@ def check(cfg: DictConfig) -> None:
         )
 
 
+class Started(L.Callback):
+    """Notes in `flags["fit"]` that training began (from then on a failure is the run's),
+    and then calls `then` (a resumed run's config.yaml is rewritten only once it trains)."""
+
+    def __init__(self, flags: dict[str, bool], then: Callable[[], object] | None = None) -> None:
+        self.flags, self.then = flags, then
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flags["fit"] = True
+        if self.then is not None and trainer.is_global_zero:
+            self.then()
+
+
 def train(
-    cfg: DictConfig, final: dict[str, float] | None = None, checked: bool = False
+    cfg: DictConfig,
+    final: dict[str, float] | None = None,
+    checked: bool = False,
+    started: dict[str, bool] | None = None,
 ) -> float | None:
     """Fit one run; return the value of `cfg.optimized_metric` (None if never logged).
 
     `final`, when given, receives the last value of every scalar `val/*` score, so that
     result.json holds them whatever the logger (gan.report reads them from there).
-    `checked`: `check(cfg)` has run already.
+    `checked`: `check(cfg)` has run already. `started["fit"]` is set once training begins.
     """
     if not checked:
         check(cfg)
     resume_into_run_folder(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # the resolved config, for humans
-    atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+
+    def save_config() -> None:  # the resolved config: for people, and for a resume
+        atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+
+    in_place = bool(cfg.ckpt_path) and (out / "config.yaml").is_file()
+    if not in_place:
+        save_config()
 
     L.seed_everything(cfg.seed, workers=True)
     if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
@@ -130,7 +160,8 @@ def train(
         load_or_train(
             m.root, m.split, m.download, max_epochs=m.classifier_epochs, dataset=m.dataset
         )
-    run = build(cfg)
+    flags = started if started is not None else {}
+    run = build(cfg, callbacks=[Started(flags, save_config if in_place else None)])
     for logger in run.loggers:
         logger.log_hyperparams(to_dict(cfg))
     try:
@@ -192,6 +223,23 @@ def clear_checkpoints(folder: Path) -> None:
             log.warning("overwrite=true: removed the earlier run's %s", path)
 
 
+def remove_fresh_folder(out: Path) -> None:
+    """Remove the run folder of a run that did no work, when this command made it (see
+    gan.faults.FRESH_RUN_DIRS), and its date folder when that is left empty."""
+    out = out.absolute()
+    if out not in FRESH_RUN_DIRS or not out.is_dir():
+        return
+    for handler in logging.getLogger().handlers:  # train.log, closed before its folder goes
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(
+            out
+        ):
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    shutil.rmtree(out, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        out.parent.rmdir()  # outputs/<date>/, only if empty
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; in a sweep, a failed or diverged job is recorded and ranked last, not fatal.
@@ -204,6 +252,13 @@ def main(cfg: DictConfig) -> float | None:
     quiet(cfg.verbose)
     start = time.perf_counter()
     final: dict[str, float] = {}
+    started: dict[str, bool] = {}  # "fit": training began (the run's record may change)
+    try:
+        if not in_sweep():  # ckpt_path=<run folder>: the run's own config (gan.resume)
+            cfg = resume_config(cfg, list(HydraConfig.get().overrides.task)) or cfg
+    except GanError as err:  # refused before any work: nothing stays behind
+        undo_writes()
+        raise SystemExit(f"error: {err}") from None
     out, checkpoints = Path(cfg.paths.output_dir), checkpoint_folder(cfg)
     held = run_files(out)  # an earlier run's: resumed (ckpt_path) or replaced (overwrite)
     try:
@@ -213,28 +268,30 @@ def main(cfg: DictConfig) -> float | None:
             log.error("job refused, the sweep goes on: %s", err)
             return float("inf")
         raise SystemExit(f"error: {err}") from None
-    checked = False
     try:
         check(cfg)
-        checked = True
         if (
             held
             and cfg.overwrite
             and not (cfg.ckpt_path and resumes_in(cfg.ckpt_path, out, checkpoints))
         ):
             clear_checkpoints(checkpoints)
-        value = train(cfg, final, checked=True)
+        value = train(cfg, final, checked=True, started=started)
     except Interrupted:  # SIGTERM / Ctrl+C: last.ckpt is saved; say how to go on
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        resume = f"python -m gan.train ckpt_path={shlex.quote(str(Path(cfg.paths.output_dir)))}"
+        last = checkpoints / "last.ckpt"
+        resume = resume_command(cfg.paths.output_dir)
         error = f"interrupted; resume with: {resume}" if last.is_file() else "interrupted"
         write_result(cfg, "interrupted", None, time.perf_counter() - start, error, final)
         raise
     except Exception as err:  # noqa: BLE001 - every failure is recorded before it surfaces
-        if checked or not held:  # a bad input keeps an earlier run's record
+        if in_sweep() or started.get("fit"):  # a sweep's job keeps its failure record
             write_result(
                 cfg, "failed", None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
             )
+        elif held:  # an earlier run's folder, as it was: no record of a command that did nothing
+            undo_writes()
+        else:  # a new run refused before any work: no folder left behind
+            remove_fresh_folder(out)
         if in_sweep():
             log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
             return float("inf")  # ranks last for a minimizing sweeper

@@ -737,7 +737,7 @@ def test_sigterm_saves_at_the_next_iteration_and_exits_143(
     text = out.read_text()
     assert "Traceback" not in text, text[-3000:]
     last = run_b / "checkpoints" / "last.ckpt"
-    assert f"resume with ckpt_path={last}" in text
+    assert f"resume with: python -m gan.train ckpt_path={run_b}" in text
     assert load(last)["gan_iteration"] == at  # saved at the iteration boundary, not at 42
     assert not list(last.parent.glob(".last.ckpt*.tmp"))
 
@@ -884,7 +884,7 @@ def test_sigterm_at_an_epochs_end_saves_after_validation(
     text = out.read_text()
     assert "Traceback" not in text, text[-3000:]
     last = run_b / "checkpoints" / "last.ckpt"
-    assert f"resume with ckpt_path={last}" in text
+    assert f"resume with: python -m gan.train ckpt_path={run_b}" in text
     saved = load(last)["gan_iteration"]
     epoch = at // PER_EPOCH - 1
     with (run_b / "csv" / "metrics.csv").open() as f:
