@@ -12,7 +12,9 @@ Options (key=value, Hydra style; an unknown key is an error):
     ckpt         a checkpoint written by `python -m gan.train`, its run folder, or a folder
                  written by `python -m gan.export format=safetensors` (required)
     n            images to draw, or walks with interpolate=true (64)
-    out          where to write (samples.png; samples/ for format=png, samples.pt for format=pt)
+    out          where to write: a .png file (format=grid), a folder (png) or a .pt file (pt);
+                 by default a new name in `samples/` beside the checkpoint, e.g.
+                 <run>/samples/grid_seed0.png (walk_seed0.png, png_seed0/, samples_seed0.pt)
     format       grid: one PNG grid | png: one PNG per image in the folder `out` |
                  pt: a tensor file of the images, float32 (N, C, H, W) in [0, 1]
     nrow         images per grid row (ceil(sqrt(n)); `steps` with interpolate=true)
@@ -67,7 +69,7 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes an int64
 NUMBERED_PNG = re.compile(r"\d+\.png")  # what format=png writes: 000.png, 001.png, ...
 COPIES = 3  # float32 copies of the images alive at once while drawing and writing
 UNKNOWN_BUDGET = 8 * 10**9  # bytes a draw may take where the free memory cannot be read
-DEFAULT_OUT = {"grid": "samples.png", "png": "samples", "pt": "samples.pt"}
+SUFFIXES = {"grid": (".png",), "png": ("",), "pt": (".pt", ".pth")}  # what `out` ends in
 HINT = CKPT_HINT
 
 
@@ -77,7 +79,7 @@ class SampleConfig:
 
     ckpt: str = MISSING
     n: int = 64
-    out: str | None = None  # None: DEFAULT_OUT[format]
+    out: str | None = None  # None: a new name beside the checkpoint (default_out)
     format: str = "grid"
     nrow: int | None = None
     seed: int = 0
@@ -123,9 +125,45 @@ def parse(argv: Sequence[str]) -> DictConfig:
         raise GanError(f"per_class={cfg.per_class} is invalid: it must be >= 1.")
     if cfg.labels is not None and not cfg.labels:
         raise GanError("labels=[] is empty: give one class or more, e.g. labels=[0,1,2].")
-    if cfg.out is None or cfg.out == "":
-        cfg.out = DEFAULT_OUT[cfg.format]
+    if cfg.out:
+        check_suffix(Path(cfg.out), cfg.format)
+    else:
+        cfg.out = None  # a new name beside the checkpoint: default_out, once it is found
     return cfg
+
+
+def check_suffix(out: Path, fmt: str) -> None:
+    """GanError when `out`'s extension says another format than `fmt` writes."""
+    want = SUFFIXES[fmt]
+    if out.suffix.lower() in want or (fmt != "png" and out.is_dir()):
+        return  # a folder for one file: check_out says so
+    if fmt == "png":
+        raise GanError(
+            f"format=png writes a folder of PNGs, but out={out} ends in {out.suffix}: pass a "
+            f"folder, e.g. out={out.with_suffix('')}/, or format=grid for one PNG grid."
+        )
+    kind = {"grid": "one PNG grid", "pt": "a torch tensor file"}[fmt]
+    other = {".png": "format=grid", ".pt": "format=pt", ".pth": "format=pt"}.get(out.suffix.lower())
+    also = f", or {other} for that" if other else ""
+    raise GanError(
+        f"format={fmt} writes {kind}, but out={out} ends in {out.suffix or 'no extension'}: "
+        f"name it {out.with_suffix(want[0]).name}{also}."
+    )
+
+
+def default_out(ckpt: Path, fmt: str, seed: int, interpolate: bool) -> Path:
+    """A new name in `samples/` beside the checkpoint (in a run folder: `<run>/samples/`),
+    after what is drawn: grid_seed0.png, walk_seed0.png, png_seed0/, samples_seed0.pt; an
+    existing one gets a number (grid_seed0_1.png)."""
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    folder = (ckpt if ckpt.is_dir() else run) / "samples"
+    stem = {"grid": "walk" if interpolate else "grid", "png": "png", "pt": "samples"}[fmt]
+    stem, ext = f"{stem}_seed{seed}", SUFFIXES[fmt][0]
+    out, k = folder / f"{stem}{ext}", 0
+    while os.path.lexists(out):
+        k += 1
+        out = folder / f"{stem}_{k}{ext}"
+    return out
 
 
 def check_out(out: Path, fmt: str, overwrite: bool = False) -> None:
@@ -142,7 +180,7 @@ def check_out(out: Path, fmt: str, overwrite: bool = False) -> None:
     if fmt != "png" and out.is_dir():
         raise GanError(
             f"out={out} is a folder, but format={fmt} writes one file: pass a file name, "
-            f"e.g. out={out / DEFAULT_OUT[fmt]}."
+            f"e.g. out={out / ('samples' + SUFFIXES[fmt][0])}."
         )
     check_writable(out if fmt == "png" else out.parent, key="out")
     if overwrite:
@@ -291,9 +329,10 @@ def write(images: Tensor, cfg: DictConfig) -> Path:
 
 def sample(cfg: DictConfig) -> tuple[Path, int]:
     """Load the checkpoint, draw, write; returns the path written and the image count."""
+    ckpt = check_ckpt(Path(cfg.ckpt).expanduser())  # both before loading anything: fail fast
+    if cfg.out is None:
+        cfg.out = str(default_out(ckpt, cfg.format, cfg.seed, cfg.interpolate))
     out = Path(cfg.out).expanduser()
-    ckpt = Path(cfg.ckpt).expanduser()
-    ckpt = check_ckpt(ckpt)  # both before loading anything: fail in a blink
     check_out(out, cfg.format, cfg.overwrite)
     module = load_gan(ckpt, cfg.trust_code)
     if cfg.ema and module.ema_generator is None:

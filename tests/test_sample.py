@@ -214,3 +214,37 @@ def test_a_run_folder_samples_from_its_last_checkpoint(
     assert out is not None and out.is_file()
     with pytest.raises(SystemExit, match="is a folder without checkpoints/last.ckpt"):
         main([f"ckpt={tmp_path}", "n=4", f"out={tmp_path / 'x.png'}"])  # holds run/, no checkpoint
+
+
+def test_samples_default_to_a_new_name_beside_the_checkpoint(
+    ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpts["plain"], run / "checkpoints" / "last.ckpt")
+    first = main([f"ckpt={run}", "n=4"])
+    assert first == run / "samples" / "grid_seed0.png" and first.is_file()
+    again = main([f"ckpt={run}", "n=4"])  # never over the first one
+    assert again == run / "samples" / "grid_seed0_1.png" and first.is_file()
+    assert (
+        main([f"ckpt={run}", "n=4", "format=pt", "seed=2"]) == run / "samples" / "samples_seed2.pt"
+    )
+    walk = main([f"ckpt={run}", "n=2", "interpolate=true", "steps=3"])
+    assert walk == run / "samples" / "walk_seed0.png"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("format=pt", "out=x.png"), "format=pt writes a torch tensor file, but out=x.png"),
+        (("out=x.pt",), "format=grid writes one PNG grid, but out=x.pt ends in .pt"),
+        (("format=png", "out=x.png"), "format=png writes a folder of PNGs"),
+    ],
+)
+def test_a_format_and_out_that_disagree_are_refused(
+    ckpts: dict[str, Path], tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    from tests.conftest import cli_error
+
+    assert words in cli_error(main, f"ckpt={ckpts['plain']}", *args)
+    assert not (Path.cwd() / "x.png").exists() and not (Path.cwd() / "x.pt").exists()
