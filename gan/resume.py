@@ -194,6 +194,8 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     merged.ckpt_path = str(ckpt)
     merged.paths.output_dir = str(run)
+    # Consent comes from the command line, never from the file.
+    merged.trust_code, merged.overwrite = trust, bool(cfg.get("overwrite", False))
     from gan.config import to_dict
     from gan.faults import check_resume_checkpoint
 

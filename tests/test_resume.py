@@ -81,3 +81,16 @@ def test_a_config_that_names_foreign_code_needs_trust_code(finished: Path, tmp_p
     res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
     assert res.returncode == 1 and "trust_code=true" in res.stderr
     assert not marker.exists() and snapshot(finished) == before
+
+
+def test_a_saved_config_cannot_grant_itself_trust(finished: Path, tmp_path: Path) -> None:
+    config = finished / "config.yaml"
+    text = config.read_text().replace("trust_code: false", "trust_code: true")
+    text = text.replace(
+        "_target_: gan.callbacks.LossPlot",
+        f"_target_: pathlib.Path.write_text\n    self: {tmp_path / 'code-ran.txt'}\n    data: x",
+    )
+    config.write_text(text)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
+    assert res.returncode == 1 and "trust_code=true" in res.stderr
+    assert not (tmp_path / "code-ran.txt").exists()
