@@ -2,7 +2,7 @@
 
 The run's own `config.yaml` is the config: the command line needs nothing else, and may add
 only what cannot change what the checkpoint trained: a longer run (`trainer.max_epochs`,
-`max_steps`, `max_time`), the logger, the progress bar and summary, where the data lives
+`max_steps`, `max_time`), the logger, the callbacks, the progress bar and summary, where the data lives
 (`data.root`, `data.download`, `data.num_workers`), the NaN guard, `verbose`, `tags` and
 `trust_code`. Any other override is refused with a list, unless it equals the run's own
 value (so `<the same overrides> ckpt_path=...` resumes as before).
@@ -37,7 +37,7 @@ HARMLESS = (
     "trainer.max_time",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
-    "callbacks.progress_bar",
+    "callbacks",  # they watch and save; none changes the weights
     "logger",
     "data.root",
     "data.download",
@@ -170,14 +170,6 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
             f"new run without ckpt_path."
         )
     trust = bool(cfg.get("trust_code", False))
-    unknown = [(k, v) for k, v in targets(saved) if v not in known_targets()]
-    if unknown and not trust:
-        key, value = unknown[0]
-        raise GanError(
-            f"{run / 'config.yaml'} names {key}={value}, which is not one of this project's "
-            f"classes: building it would import and run that code. Add trust_code=true only "
-            f"if you trust it (see docs/security.md)."
-        )
     from gan.config import TrainConfig
 
     saved.pop("ckpt_path", None)
@@ -196,6 +188,19 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
     merged.paths.output_dir = str(run)
     # Consent comes from the command line, never from the file.
     merged.trust_code, merged.overwrite = trust, bool(cfg.get("overwrite", False))
+    # What will be built: the saved config with this command's overrides.
+    unknown = [
+        (k, v)
+        for k, v in targets(OmegaConf.to_container(merged, resolve=False))
+        if v not in known_targets()
+    ]
+    if unknown and not trust:
+        key, value = unknown[0]
+        raise GanError(
+            f"{run / 'config.yaml'} names {key}={value}, which is not one of this project's "
+            f"classes: building it would import and run that code. Add trust_code=true only "
+            f"if you trust it (see docs/security.md)."
+        )
     from gan.config import to_dict
     from gan.faults import check_resume_checkpoint
 
