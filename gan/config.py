@@ -16,17 +16,29 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, DictConfig, OmegaConf
+from omegaconf import II, DictConfig, OmegaConf
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # the family in gan/nets/, e.g. "dcgan"
+    """The networks: a family of gan/nets/ and its arguments (`model=<family>` picks one;
+    its option file states only how it differs from this, DCGAN-28)."""
+
+    name: str = "dcgan"  # the family in gan/nets/
     img_size: int = 28  # what G makes and D eats; the DataModule resizes MNIST to it
     output: str = "tanh"  # G's output activation: "tanh" -> [-1, 1], "sigmoid" -> [0, 1]
     channels: int = 1  # image channels: follows data.channels in training runs
-    generator: dict[str, Any] = field(default_factory=dict)  # kwargs for instantiate
-    discriminator: dict[str, Any] = field(default_factory=dict)
+    # Each built through gan.nets.registry() from `_target_` and the other keys; G's latent
+    # size is noise.dim's, stated there only.
+    generator: dict[str, Any] = field(
+        default_factory=lambda: {
+            "_target_": "gan.nets.dcgan.Generator",
+            "latent_dim": II("noise.dim"),
+        }
+    )
+    discriminator: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "gan.nets.dcgan.Discriminator"}
+    )
 
 
 @dataclass
@@ -57,7 +69,7 @@ class OptimSpec:
 @dataclass
 class OptimizerConfig:
     name: str = "adam"
-    lr: float = 2e-4  # the DCGAN paper's rate; the one knob `-m optimizer.lr=...` sweeps
+    lr: float = 1e-3  # 5x the DCGAN paper's 2e-4; the one knob `-m optimizer.lr=...` sweeps
     d_lr_scale: float = 1.0  # D's lr = lr * d_lr_scale unless d.lr is set (TTUR uses 4)
     g: OptimSpec = field(default_factory=OptimSpec)
     d: OptimSpec = field(default_factory=OptimSpec)
@@ -88,21 +100,21 @@ class LabelSmoothingConfig:
 
 @dataclass
 class StepRatioConfig:
-    name: str = "d1g1"
+    name: str = "d1g2"
     d_steps: int = 1  # D updates per iteration, each on a fresh real batch
-    g_steps: int = 1  # G updates per iteration, each on fresh noise
+    g_steps: int = 2  # G updates per iteration, each on fresh noise
 
 
 @dataclass
 class NoiseConfig:
     name: str = "normal"
     dist: str = "normal"  # normal: N(0, 1); uniform: U[-1, 1]
-    dim: int = 100  # the latent size, set here only; G reads it through ${noise.dim}
+    dim: int = 8  # the latent size, set here only (DCGAN's is 100); G reads it as noise.dim
 
 
 @dataclass
 class EmaConfig:
-    enabled: bool = False  # keep an exponential moving average of G's weights (G only)
+    enabled: bool = True  # keep an exponential moving average of G's weights (G only)
     decay: float = 0.999  # ~ an average over the last 1,000 G updates
     every_n_steps: int = 1  # update the average after every n-th G update
     # Ramp the decay up as min(decay, (1 + n) / (10 + n)) after n averaging steps, as
@@ -160,16 +172,17 @@ class PerfConfig:
     # torch.compile's mode: default | reduce-overhead (CUDA graphs: fewer kernel launches on a
     # GPU, where tiny MNIST nets are launch-bound) | max-autotune | max-autotune-no-cudagraphs
     compile_mode: str = "default"
-    reuse_fake: bool = False  # G's update reuses the last D update's fakes (PyTorch's DCGAN
-    # example does): one G forward less per iteration, ~17% of dcgan's FLOPs
+    reuse_fake: bool = True  # G's update reuses the last D update's fakes (PyTorch's DCGAN
+    # example does): one G forward less per iteration
 
 
 @dataclass
 class ModuleConfig:
     """The GAN module's part of the config: its constructor arguments, saved in checkpoints.
 
-    The defaults are for modules built by hand: no metrics unless asked for (and then a
-    root to find MNIST in). Training runs pass every node from the composed config.
+    The defaults are the default run's (`python -m gan.train`): `GAN()` builds the module
+    it trains, less the metrics, which a module built by hand has no data for. Training
+    runs pass every node from the composed config.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -207,7 +220,7 @@ class DataConfig:
     download: bool = True  # torchvision's mirrors; set false to train on files already there
     split: str = "train"  # train | test | all (all = the 70,000 images GAN papers use)
     val_size: int = 1000  # held-out real images for the metrics
-    batch_size: int = 128
+    batch_size: int = 32
     num_workers: int = 0  # batches are one tensor index each: worker processes only add IPC
     pin_memory: bool = False
     on_device: bool = False  # keep the whole split on the accelerator (47 MB for MNIST train)

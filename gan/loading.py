@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     from gan.module import GAN
 
 HINT = CKPT_HINT
+# A group a checkpoint lacks did not exist when it was written: it gets the value the
+# project then had, where the schema's default has changed since (no EMA G was kept then).
+FORMER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ema": {"enabled": False},
+    "noise": {"dim": 100},
+    "step_ratio": {"name": "d1g1", "g_steps": 1},
+    "optimizer": {"lr": 2e-4},
+    "perf": {"reuse_fake": False},
+}
 
 
 def check_ckpt(path: Path) -> Path:
@@ -66,6 +75,7 @@ def rebuild(hparams: dict[str, Any], label: str, trust_code: bool = False) -> GA
             f"{label} is not a checkpoint this version can rebuild: its hyper_parameters hold "
             f"{', '.join(unknown)}, which are not config groups. {HINT}."
         )
+    hparams = {**{k: v for k, v in FORMER_DEFAULTS.items() if k not in hparams}, **hparams}
     try:
         plain_values(hparams, "hyper_parameters")
         return GAN(trust_code=trust_code, **hparams)

@@ -301,3 +301,17 @@ def test_default_and_dcgan_recipes_keep_their_measured_settings(
     assert (module.generator.latent_dim, module.sample_z(2).shape) == (latent, (2, latent))
     d_first = next(m for m in module.discriminator.modules() if isinstance(m, nn.Conv2d))
     assert d_first.out_channels == 64  # D is the same in all of them
+
+
+def test_gan_built_by_hand_is_the_default_run(make_cfg: MakeCfg) -> None:
+    """The schema's defaults are what `python -m gan.train` runs: `GAN()` builds the module
+    the composed default config builds, but for the metrics (no data to score against)."""
+    by_hand = GAN()
+    composed = GAN.from_config(make_cfg(tiny=False))
+    mine, theirs = dict(by_hand.hparams), dict(composed.hparams)
+    for groups in (mine, theirs):
+        groups.pop("metrics", None)
+    assert to_dict(by_hand.cfg) | {"metrics": None} == to_dict(composed.cfg) | {"metrics": None}
+    assert mine.keys() <= theirs.keys()
+    for a, b in zip(by_hand.state_dict().items(), composed.state_dict().items()):
+        assert a[0] == b[0] and a[1].shape == b[1].shape

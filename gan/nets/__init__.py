@@ -11,7 +11,7 @@ LightningModule relies on it):
   (the loss applies it).
 
 Every family-specific kwarg has a default, so `Generator()` / `Discriminator()` build the
-tutorial's network. Bad arguments and wrongly sized images raise `GanError`.
+tutorial's network (dcgan's G: the default run's half width, 32; the tutorial's is 64). Bad arguments and wrongly sized images raise `GanError`.
 
 Families: mlp (TensorFlow), dcgan (28x28 DCGAN), dcgan64 (DCGAN paper / MXNet),
 paddle (PaddlePaddle book), upsample (Keras, Atienza).
