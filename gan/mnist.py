@@ -93,11 +93,6 @@ def raw_folder(root: str | os.PathLike[str], dataset: str = "mnist") -> Path:
     return Path(root).expanduser().resolve() / _files_of(dataset)[1].folder / "raw"
 
 
-def mnist_raw_folder(root: str | os.PathLike[str]) -> Path:
-    """MNIST's raw folder, `<root>/MNIST/raw`."""
-    return raw_folder(root, "mnist")
-
-
 def _names(s: DatasetSpec, split: str) -> list[str]:
     return [f"{s.prefixes[p]}-{kind}" for p in _PARTS[split] for kind, _ in _KINDS]
 
@@ -325,7 +320,3 @@ def ensure_split(
     if not has_split(root, split, files):
         raise _missing_error(root, split, dataset, "the download did not provide them")
 
-
-def ensure_mnist(root: str | os.PathLike[str], split: str, download: bool) -> None:
-    """MNIST's `ensure_split`."""
-    ensure_split(root, split, download, "mnist")

@@ -1,17 +1,19 @@
 """Network architectures: one module per family, each exporting `Generator` and `Discriminator`.
 
-The interface, stated once in `BaseGenerator` and `BaseDiscriminator` below (the
-LightningModule relies on it):
+The interface is stated once, in `gan.nets.base` (`BaseGenerator`, `BaseDiscriminator`;
+the LightningModule relies on it):
 
-- `Generator(latent_dim: int = 100, **kwargs)`; class attributes `img_size` (28 or 64) and
-  `output` ("tanh" -> images in (-1, 1), "sigmoid" -> images in (0, 1)); stores
-  `self.latent_dim`. `forward(z)`: (B, latent_dim) -> (B, 1, img_size, img_size).
-- `Discriminator(**kwargs)`; class attributes `img_size` and `family`; its `net` scores
-  images, and `forward(x)`: (B, 1, img_size, img_size) -> raw logits (B,), no sigmoid
-  (the loss applies it).
+- `Generator(latent_dim, ..., channels=1, condition="none", num_classes=0, embed_dim=10)`;
+  class attributes `img_size` (28 or 64) and `output` ("tanh" -> images in (-1, 1),
+  "sigmoid" -> images in (0, 1)). `forward(z, labels=None)`: (B, latent_dim) ->
+  (B, channels, img_size, img_size).
+- `Discriminator(..., channels=1, condition="none", num_classes=0, embed_dim=10)`; class
+  attributes `img_size` and `family`; `forward(x, labels=None, aux=False)`: images ->
+  raw logits (B,), no sigmoid (the loss applies it); with `aux` (acgan) also class logits.
 
-Every family-specific kwarg has a default, so `Generator()` / `Discriminator()` build the
-tutorial's network (dcgan's G: the default run's half width, 32; the tutorial's is 64). Bad arguments and wrongly sized images raise `GanError`.
+Every family-specific kwarg has a default, so `Generator(latent_dim)` / `Discriminator()`
+build the tutorial's network (dcgan's G: the default run's half width, 32; the tutorial's
+is 64). Bad arguments and wrongly sized images raise `GanError`.
 
 Families: mlp (TensorFlow), dcgan (28x28 DCGAN), dcgan64 (DCGAN paper / MXNet),
 paddle (PaddlePaddle book), upsample (Keras, Atienza).
