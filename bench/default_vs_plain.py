@@ -114,7 +114,8 @@ def own_g(job: Path) -> dict[str, float]:
     from omegaconf import OmegaConf
 
     from gan.classifier import load_or_train
-    from gan.metrics import GanMetrics, to_unit_range
+    from gan.metrics import GanMetrics
+    from gan.ranges import to_unit_range
     from gan.sample import load_gan
     from gan.sampling import generate
 

@@ -43,7 +43,8 @@ if str(ROOT) not in sys.path:  # `python bench/plain_dcgan.py` from anywhere fin
 
 from gan.classifier import load_or_train  # noqa: E402
 from gan.data import MNISTDataModule  # noqa: E402
-from gan.metrics import GanMetrics, to_unit_range  # noqa: E402
+from gan.metrics import GanMetrics  # noqa: E402
+from gan.ranges import to_unit_range  # noqa: E402
 
 LATENT = 100
 

@@ -31,7 +31,8 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from gan.files import atomic_write
-from gan.sampling import generate, lerp, value_range, walk
+from gan.ranges import value_range
+from gan.sampling import generate, lerp, walk
 
 if TYPE_CHECKING:
     from gan.module import GAN

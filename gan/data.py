@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gan.errors import GanError
 from gan.mnist import DATASETS, SPLITS, ensure_split, load_split
+from gan.ranges import from_uint8
 
 
 class BatchDataset(Dataset):
@@ -332,9 +333,7 @@ class MNISTDataModule(L.LightningDataModule):
             raise TypeError(f"to_model_range expects uint8 images, got {images.dtype}")
         if images.dim() == 3:
             images = images.unsqueeze(1)
-        x = images.float()
-        # tanh: [-1, 1]; sigmoid: [0, 1]. In place: the float copy is ours.
-        x = x.div_(127.5).sub_(1.0) if self.value_range == "tanh" else x.div_(255.0)
+        x = from_uint8(images, self.value_range)  # (B, C, 28, 28) in G's range
         if self.img_size != x.shape[-1]:
             # Bilinear without antialias interpolates between pixels: values stay in range.
             x = F.interpolate(

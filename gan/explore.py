@@ -51,7 +51,8 @@ def generate_images(
     module: GAN, z: Tensor, labels: Tensor | None = None, ema: bool | None = None
 ) -> Tensor:
     """G's images for z (N, D) (and labels (N,) for a conditional model), in [0, 1]."""
-    from gan.sampling import generate, to_unit_range
+    from gan.ranges import to_unit_range
+    from gan.sampling import generate
 
     extra = {} if labels is None else {"labels": labels.to(module.device)}
     images = generate(module, z, ema=ema, **extra)  # (N, C, H, W) in G's range

@@ -65,18 +65,8 @@ __all__ = [
     "class_stats",
     "mode_stats",
     "prdc_scores",
-    "to_unit_range",
 ]
 Classifier = MNISTClassifier | StackedClassifier
-
-
-def to_unit_range(images: Tensor, output: str) -> Tensor:
-    """G's images in its output range ("tanh": [-1, 1], "sigmoid": [0, 1]) -> [0, 1], clamped."""
-    if output == "tanh":
-        return ((images + 1) / 2).clamp(0, 1)
-    if output == "sigmoid":
-        return images.clamp(0, 1)
-    raise ValueError(f"output={output!r}: expected 'tanh' or 'sigmoid'")
 
 
 @contextmanager

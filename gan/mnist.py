@@ -319,4 +319,3 @@ def ensure_split(
             ) from e
     if not has_split(root, split, files):
         raise _missing_error(root, split, dataset, "the download did not provide them")
-

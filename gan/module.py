@@ -40,7 +40,8 @@ from gan.config import MODULE_GROUPS, module_config, to_dict
 from gan.errors import GanError
 from gan.metrics import GanMetrics
 from gan.nets.base import build_nets
-from gan.sampling import generate, sample_labels, sample_z, to_unit_range
+from gan.ranges import to_unit_range
+from gan.sampling import generate, sample_labels, sample_z
 from gan.step import (
     SCHEDULES,
     GanStep,

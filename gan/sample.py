@@ -284,7 +284,8 @@ def draw(module: GAN, cfg: DictConfig) -> Tensor:
     """The images, float32 (N, C, H, W) in [0, 1]: n samples, or n walks of `steps` images."""
     import torch
 
-    from gan.sampling import generate, to_unit_range, walk
+    from gan.ranges import to_unit_range
+    from gan.sampling import generate, walk
 
     n = module.num_classes * cfg.per_class if cfg.per_class is not None else cfg.n
     labels = classes(module, cfg, n)  # (n,) or None

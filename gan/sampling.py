@@ -32,7 +32,6 @@ NOISES: dict[str, Noise] = {
 }
 
 # G's output activations: `model.output` -> the range of its images.
-RANGES: dict[str, tuple[float, float]] = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 
 
 def sample_z(
@@ -60,19 +59,6 @@ def sample_labels(
     """Uniformly random class labels (n,) in [0, num_classes), on `device` (as `sample_z`)."""
     where = generator.device if generator is not None else device
     return torch.randint(num_classes, (n,), generator=generator, device=where).to(device)
-
-
-def value_range(output: str) -> tuple[float, float]:
-    """G's image range for `model.output` ("tanh" or "sigmoid")."""
-    if output not in RANGES:
-        raise ValueError(f"output={output!r}: expected one of {', '.join(RANGES)}")
-    return RANGES[output]
-
-
-def to_unit_range(images: Tensor, output: str) -> Tensor:
-    """G's images in its output range -> [0, 1], clamped."""
-    lo, hi = value_range(output)
-    return ((images - lo) / (hi - lo)).clamp(0, 1)
 
 
 @torch.no_grad()

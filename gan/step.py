@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from gan.augment import DiffAugment
 from gan.errors import GanError
 from gan.losses import LOSSES, Loss, make_targets, zero_centered_penalty
-from gan.sampling import value_range
+from gan.ranges import value_range
 
 # ---- optimizers ------------------------------------------------------------------------
 

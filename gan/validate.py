@@ -20,7 +20,8 @@ from gan.losses import LOSSES as loss_registry
 from gan.losses import SMOOTHING
 from gan.mnist import DATASETS
 from gan.nets.base import CONDITIONS, registered
-from gan.sampling import NOISES, RANGES
+from gan.ranges import RANGES
+from gan.sampling import NOISES
 from gan.step import OPTIMIZERS as optimizer_registry
 from gan.step import SCHEDULES as schedule_registry
 

@@ -23,8 +23,9 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
 from gan.classifier import MNISTClassifier, freeze
-from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, prdc_scores, to_unit_range
+from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, prdc_scores
 from gan.mnist import load_mnist_split
+from gan.ranges import to_unit_range
 from tests.conftest import SHARED_MNIST
 from tests.test_classifier import HAS_SHARED, real_classifier
 

@@ -26,7 +26,8 @@ from gan.errors import GanError
 from gan.losses import LOSSES, zero_centered_penalty
 from gan.metrics import GanMetrics
 from gan.module import GAN, ema_update_fn, recompute_bn_stats
-from gan.sampling import generate, to_unit_range
+from gan.ranges import to_unit_range
+from gan.sampling import generate
 from gan.step import GanStep
 from gan.train import train
 from gan.validate import validate
