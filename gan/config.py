@@ -55,7 +55,7 @@ class ConditionConfig:
 class OptimSpec:
     """One network's optimizer. `lr=None` takes `optimizer.lr` (scaled for D)."""
 
-    name: str = "adam"  # a key of gan.step.OPTIMIZERS
+    name: str = "adam"  # a key of gan.optim.OPTIMIZERS
     lr: float | None = None
     betas: list[float] = field(
         default_factory=lambda: [0.5, 0.999]

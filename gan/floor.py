@@ -18,8 +18,9 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gan.nets.base import build_nets
+from gan.optim import build_optimizers, build_schedulers, clip_gradients
 from gan.sampling import sample_labels, sample_z
-from gan.step import GanStep, build_optimizers, build_schedulers, clip_gradients
+from gan.step import GanStep
 
 
 def compute_dtype(cfg: DictConfig) -> torch.dtype:

@@ -40,16 +40,10 @@ from gan.config import MODULE_GROUPS, module_config, to_dict
 from gan.errors import GanError
 from gan.metrics import GanMetrics
 from gan.nets.base import build_nets
+from gan.optim import SCHEDULES, build_optimizers, build_schedulers, clip_gradients
 from gan.ranges import to_unit_range
 from gan.sampling import generate, sample_labels, sample_z
-from gan.step import (
-    SCHEDULES,
-    GanStep,
-    StepOutput,
-    build_optimizers,
-    build_schedulers,
-    clip_gradients,
-)
+from gan.step import GanStep, StepOutput
 
 log = logging.getLogger("gan.module")
 

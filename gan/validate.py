@@ -20,10 +20,10 @@ from gan.losses import LOSSES as loss_registry
 from gan.losses import SMOOTHING
 from gan.mnist import DATASETS
 from gan.nets.base import CONDITIONS, registered
+from gan.optim import OPTIMIZERS as optimizer_registry
+from gan.optim import SCHEDULES as schedule_registry
 from gan.ranges import RANGES
 from gan.sampling import NOISES
-from gan.step import OPTIMIZERS as optimizer_registry
-from gan.step import SCHEDULES as schedule_registry
 
 # The lists of choices come from the registries, so a new loss, optimizer or noise is
 # added in one place.
