@@ -1,30 +1,29 @@
 """The class-conditional and Stacked MNIST recipes at their own budgets, and what they reach.
 
-    python bench/conditional.py                      # ../shared/mnist, test split, ~30 min on 2 cores
-    python bench/conditional.py --recipes cgan_mnist
+    python -m bench.conditional                      # ../shared/mnist, test split, ~30 min on 2 cores
+    python -m bench.conditional --recipes cgan_mnist
 
-Each recipe trains through `python -m gan.train experiment=<name>` (bench/recipes.py's
+Each recipe trains through `python -m gan.train experiment=<name>` (bench.recipes'
 runner) into `<out>/runs/<name>/`; a run that finished before is read again, not retrained
 (`--fresh` retrains). The table gives label accuracy and intra-FID (conditional
 recipes), the FID-like score against its floor, modes covered and KL (Stacked MNIST), and
 seconds. For `cgan_mnist` it also draws `label=7 n=64` from the last checkpoint with
 `python -m gan.sample`, scores the sevens with the project's classifier, and writes a
 grid with one row per class to `docs/cgan_mnist_classes.png`. Writes `<out>/results.json`
-and `<out>/results.md`; the README's table is copied from the latter.
+and `<out>/results.md` (`--out`: default bench/results/conditional); the README's table is
+copied from the latter.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipes import ROOT, run  # noqa: E402  (the recipes' runner, not a copy of it)
+from bench import common
+from bench.recipes import run  # the recipes' runner, not a copy of it
 
 RECIPES = ("cgan_mnist", "acgan_mnist", "stacked_mnist")
 
@@ -34,62 +33,46 @@ def sevens(folder: Path, args: argparse.Namespace) -> float:
     from gan.classifier import load_or_train
 
     ckpt, out = folder / "checkpoints" / "last.ckpt", folder / "sevens.pt"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gan.sample",
-        f"ckpt={ckpt}",
-        "label=7",
-        "n=64",
-        "format=pt",
-        f"out={out}",
-    ]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    common.run(
+        common.command("gan.sample", [f"ckpt={ckpt}", "label=7", "n=64", "format=pt", f"out={out}"])
+    )
     clf = load_or_train(args.data_root, args.split, progress_bar=False)
     with torch.no_grad():
         return float((clf(torch.load(out)).argmax(1) == 7).float().mean())
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("conditional", __doc__)
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=str(ROOT / "bench" / "conditional"))
+    common.add_data_args(p)
+    common.add_out_arg(p, "conditional")
     p.add_argument(
         "--fresh", dest="reuse", action="store_false", help="retrain runs that finished before"
     )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every recipe")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     rows = []
     for recipe in args.recipes:
         row = run(recipe, None, args, out / "runs")
         if recipe == "cgan_mnist" and row.get("status") == "ok":
             row["sevens_recognised"] = sevens(out / "runs" / recipe, args)
-            grid = ROOT / "docs" / "cgan_mnist_classes.png"
+            grid = common.ROOT / "docs" / "cgan_mnist_classes.png"
             ckpt = out / "runs" / recipe / "checkpoints" / "last.ckpt"
-            cmd = [
-                sys.executable,
-                "-m",
-                "gan.sample",
-                f"ckpt={ckpt}",
-                "per_class=10",
-                f"out={grid}",
-            ]
-            subprocess.run(cmd, cwd=ROOT, check=True)
+            common.run(
+                common.command("gan.sample", [f"ckpt={ckpt}", "per_class=10", f"out={grid}"])
+            )
         rows.append(row)
     (out / "results.json").write_text(
         json.dumps({"split": args.split, "rows": rows}, indent=2) + "\n"
     )
 
     def f(row: dict, key: str, spec: str) -> str:
-        v = row.get(key)
-        return format(v, spec) if isinstance(v, (int, float)) else "—"
+        return common.cell(row.get(key), spec)
 
     lines = [
         f"MNIST {args.split} split, seed 42, 2-core CPU; scores at the last validation "
-        f"(1,000 fakes, 10,000 for Stacked MNIST), `python bench/conditional.py`.",
+        f"(1,000 fakes, 10,000 for Stacked MNIST), `python -m bench.conditional`.",
         "",
         "| recipe | epochs | label accuracy | intra-FID | val/fid (floor) | modes / 1,000 | KL | seconds |",
         "|---|---|---|---|---|---|---|---|",

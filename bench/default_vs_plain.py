@@ -1,12 +1,12 @@
 """The default `python -m gan.train` against the plain 100-line DCGAN-28 loop, 3 seeds each.
 
-    python bench/default_vs_plain.py                      # ../shared/mnist test split, 10 epochs
-    python bench/default_vs_plain.py --seeds 0 1 2 --epochs 10 --fresh
-    python bench/default_vs_plain.py --fresh --keep-plain   # after a change to the default
+    python -m bench.default_vs_plain                      # ../shared/mnist test split, 10 epochs
+    python -m bench.default_vs_plain --seeds 0 1 2 --epochs 10 --fresh
+    python -m bench.default_vs_plain --fresh --keep-plain   # after a change to the default
 
 Ours: `python -m gan.train -m seed=0,1,2 trainer.max_epochs=10` with no other overrides
 than the data's, into `<out>/runs/default/` (a finished sweep is read again unless
-`--fresh`). The plain loop: bench/plain_dcgan.py's `train_plain`, same seeds and epochs.
+`--fresh`). The plain loop: bench.plain_dcgan's `train_plain`, same seeds and epochs.
 Both are scored by the same code (gan.metrics.GanMetrics) on the same sample sizes (1,000
 fakes from z seeded with 1234, against the 1,000 held-out reals of the same split), G in
 eval mode; seconds are wall time of training with validation. The default samples from its
@@ -18,82 +18,42 @@ plain loop's final val/fid, read along each seed's curve); the README quotes the
 `<out>/precision_vs_fid.png` draws every validation's precision and recall against val/fid
 for both. Scores already in `<out>/results.json` for the same seeds, epochs, overrides and
 scoring classifier (its cache file's hash) are read again instead of retrained, unless
-`--fresh` (with `--keep-plain`: ours only).
+`--fresh` (with `--keep-plain`: ours only). `--out`: default bench/results/default_vs_plain.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import importlib.util
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import common, plain_dcgan
+from bench.common import mean_std
+
 SCORES = ("fid", "kid", "precision", "recall", "density", "prdc_coverage", "coverage", "seconds")
-
-
-def plain_module():  # bench/ is not a package: load the reference loop by path
-    spec = importlib.util.spec_from_file_location("plain_dcgan", ROOT / "bench" / "plain_dcgan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def gan_train(args: argparse.Namespace, *overrides: str, sweep: bool = False) -> None:
-    """`python -m gan.train [-m]` on the bench's data (args.data_root, args.split) with
-    `overrides`, no progress bar; waits for it, and fails if it fails."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gan.train",
-        *(["-m"] if sweep else []),
-        f"data.root={args.data_root}",
-        f"data.split={args.split}",
-        "data.download=false",
-        "trainer.enable_progress_bar=false",
-        *overrides,
-    ]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
-
-
-def curve(job: Path) -> list[dict[str, float]]:
-    """One dict per validation of a gan.train job: epoch, seconds and every val/* score."""
-    with (job / "csv" / "metrics.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/fid")]
-    out = []
-    for r in rows:
-        row = {k[4:]: float(v) for k, v in r.items() if k.startswith("val/") and v != ""}
-        row["seconds"] = row.pop("elapsed_s")
-        row["epoch"] = int(float(r["epoch"])) + 1  # epochs done, as the plain loop counts
-        out.append(row)
-    return out
 
 
 def ours(args: argparse.Namespace, out: Path) -> tuple[dict, dict]:
     """Per seed: the sweep's curve (its EMA G, as validated), and G itself at the end."""
     sweep = out / "runs" / "default"
-    jobs = sorted(
-        (p for p in sweep.glob("*") if (p / "result.json").exists()), key=lambda p: p.name
-    )
-    done = [json.loads((j / "result.json").read_text())["status"] == "ok" for j in jobs]
+    jobs = sorted((p for p in sweep.glob("*") if common.status(p)), key=lambda p: p.name)
+    done = [common.status(j) == "ok" for j in jobs]
     if args.fresh or len(jobs) != len(args.seeds) or not all(done):
         shutil.rmtree(sweep, ignore_errors=True)  # no job of an older default left behind
-        gan_train(
-            args,
-            f"seed={','.join(map(str, args.seeds))}",
-            f"trainer.max_epochs={args.epochs}",
-            f"hydra.sweep.dir={sweep}",
-            *args.overrides,
+        common.train(
+            [
+                f"seed={','.join(map(str, args.seeds))}",
+                f"trainer.max_epochs={args.epochs}",
+                f"hydra.sweep.dir={sweep}",
+                *args.overrides,
+            ],
+            data_root=args.data_root,
+            split=args.split,
             sweep=True,
         )
         jobs = sorted(p for p in sweep.glob("*") if (p / "result.json").exists())
@@ -101,7 +61,7 @@ def ours(args: argparse.Namespace, out: Path) -> tuple[dict, dict]:
     for job in jobs:
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         seed = next(o for o in overrides.splitlines() if "seed=" in o).split("=")[1].strip()
-        seeds[seed] = curve(job)
+        seeds[seed] = common.val_curve(job)
         g_rows[seed] = [{**own_g(job), "seconds": seeds[seed][-1]["seconds"]}]
     return seeds, g_rows
 
@@ -191,27 +151,18 @@ def seeds_(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def mean_std(values: list[float], spec: str) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return format(values[0], spec)
-    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("default_vs_plain", __doc__)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=str(ROOT / "bench" / "default_vs_plain"))
+    common.add_data_args(p)
+    common.add_out_arg(p, "default_vs_plain")
     p.add_argument("--fresh", action="store_true", help="retrain what was scored before")
     p.add_argument(
         "--keep-plain", action="store_true", help="with --fresh: read the plain loop's scores again"
     )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for ours")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {
@@ -236,18 +187,17 @@ def main() -> None:
     if same and sorted(old.get("plain", {})) == seeds:
         results["plain"], results["machine"] = old["plain"], old["machine"]
     else:
-        plain = plain_module()
         results["plain"] = {
-            str(s): plain.train_plain(s, args.epochs, args.data_root, split=args.split)
+            str(s): plain_dcgan.train_plain(s, args.epochs, args.data_root, split=args.split)
             for s in args.seeds
         }
-        results["machine"] = plain.machine()
+        results["machine"] = common.machine()
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     floors = [c[0]["fid_floor"] for c in results["ours"].values() if c and "fid_floor" in c[0]]
     lines = [
         f"MNIST {args.split} split, {args.epochs} epochs, seeds {args.seeds}; "
-        f"{results['machine']}; `python bench/default_vs_plain.py`. Scores at the last "
+        f"{results['machine']}; `python -m bench.default_vs_plain`. Scores at the last "
         f"validation: 1,000 fakes (z seed 1234, G in eval mode) against the 1,000 held-out "
         f"reals, by gan.metrics for both; mean ± std over seeds. Real-vs-real val/fid floor: "
         f"{mean_std(floors, '.1f')}.",

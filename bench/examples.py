@@ -1,7 +1,7 @@
 """Side by side: our training against the two examples users hold us to, same data and machine.
 
-    python bench/examples.py                          # ../shared/mnist test split
-    python bench/examples.py --iters 10 --repeats 2 --only dcgan
+    python -m bench.examples                          # ../shared/mnist test split
+    python -m bench.examples --iters 10 --repeats 2 --only dcgan
 
 Each pair runs in this process, interleaved (theirs, then ours, `--repeats` times):
 
@@ -22,7 +22,7 @@ Each pair runs in this process, interleaved (theirs, then ours, `--repeats` time
 
 Images/s count real images consumed (the batch size per iteration), timed between
 iterations after warm-ups (median), so the data pipeline counts. Results go to
-`bench/examples/results.{json,md}`.
+`<out>/results.{json,md}` (`--out`: default bench/results/examples).
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,12 +44,12 @@ from torch.nn.functional import binary_cross_entropy_with_logits as bce
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from gan import bench, timing  # noqa: E402
-from gan.mnist import load_mnist_split  # noqa: E402
-from gan.nets.dcgan64 import Discriminator as DCGAN64D  # noqa: E402
-from gan.nets.dcgan64 import Generator as DCGAN64G  # noqa: E402
+from bench import common
+from gan import timing
+from gan.bench import compose_cfg
+from gan.mnist import load_mnist_split
+from gan.nets.dcgan64 import Discriminator as DCGAN64D
+from gan.nets.dcgan64 import Generator as DCGAN64G
 
 
 class PILMNIST(MNIST):
@@ -217,6 +215,9 @@ def theirs_dcgan(root: str, iters: int, warmup: int) -> float:
 # The examples' step: one D and one G update per batch, no average of G's weights, and
 # their 100 latents
 SAME_STEP = ["step_ratio=d1g1", "ema.enabled=false", "noise.dim=100"]
+# The Lightning example's networks, by this module's name as imported (not __main__, which
+# `python -m bench.examples` runs it as): the same name in every results file
+HERE = "bench.examples"
 PAIRS: dict[str, dict[str, Any]] = {
     "dcgan": {
         "theirs": "PyTorch's DCGAN example (64x64, ngf = ndf = 64)",
@@ -234,9 +235,9 @@ PAIRS: dict[str, dict[str, Any]] = {
         "batch": 32,
         "model": "mlp",
         "overrides": [
-            f"model.generator._target_={__name__}.MLPGenerator",
+            f"model.generator._target_={HERE}.MLPGenerator",
             "~model.generator.hidden",
-            f"model.discriminator._target_={__name__}.MLPDiscriminator",
+            f"model.discriminator._target_={HERE}.MLPDiscriminator",
             "~model.discriminator.hidden",
             "trust_code=true",  # networks of this file's own, outside gan.nets' registry
             *SAME_STEP,
@@ -247,20 +248,20 @@ PAIRS: dict[str, dict[str, Any]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser("examples", __doc__)
     p.add_argument("--only", choices=list(PAIRS), nargs="+", default=list(PAIRS))
     p.add_argument("--iters", type=int, default=0, help="timed iterations (default: per pair)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "examples"))
+    common.add_data_args(p, split=False)
+    common.add_out_arg(p, "examples")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
             pair = PAIRS[name]
             iters = args.iters or (8 if name == "dcgan" else 100)  # dcgan64: ~1 s an iteration
-            cfg = bench.compose_cfg(
+            cfg = compose_cfg(
                 pair["model"],
                 pair["batch"],
                 args.data_root,
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def write(rows: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    machine = common.machine()
     meta = {
         "machine": machine,
         "torch": torch.__version__,
@@ -310,7 +311,7 @@ def write(rows: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> No
     }
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
-        f"Machine: {machine}; torch {torch.__version__}; the MNIST test split; "
+        f"Machine: {machine}; the MNIST test split; `python -m bench.examples`; "
         f"{args.repeats} interleaved repeats, medians.",
         "",
         "| example | batch | theirs img/s | ours img/s | ours / theirs |",

@@ -1,7 +1,7 @@
 """A plain PyTorch DCGAN for 28x28 MNIST: the reference loop our framework's default must beat.
 
-    python bench/plain_dcgan.py --seeds 0 1 2 --epochs 10       # ../shared/mnist test split
-    python bench/plain_dcgan.py --seeds 0 --max-seconds 60      # quality within a time budget
+    python -m bench.plain_dcgan --seeds 0 1 2 --epochs 10       # ../shared/mnist test split
+    python -m bench.plain_dcgan --seeds 0 --max-seconds 60      # quality within a time budget
 
 This is the loop a user writes from the classic tutorials (PyTorch's DCGAN example, shrunk
 to 28x28): two small conv nets with BatchNorm, DCGAN's N(0, 0.02) init, Adam(2e-4, 0.5),
@@ -16,17 +16,14 @@ classifier, `gan.metrics.GanMetrics`, the sample sizes (1,000 fakes from z seede
 time of training so far, validation included, as `val/elapsed_s`).
 
 Writes `<out>/results.json` (per seed: one dict per epoch with every 0-dim score and the
-seconds) and `<out>/results.md`. `train_plain(seed, epochs, data_root)` is importable.
+seconds) and `<out>/results.md` (`--out`: default bench/results/plain_dcgan);
+`train_plain(seed, epochs, data_root)` is importable.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -37,14 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python bench/plain_dcgan.py` from anywhere finds gan/
-    sys.path.insert(0, str(ROOT))
-
-from gan.classifier import load_or_train  # noqa: E402
-from gan.data import MNISTDataModule  # noqa: E402
-from gan.metrics import GanMetrics  # noqa: E402
-from gan.ranges import to_unit_range  # noqa: E402
+from bench import common
+from gan.classifier import load_or_train
+from gan.data import MNISTDataModule
+from gan.metrics import GanMetrics
+from gan.ranges import to_unit_range
 
 LATENT = 100
 
@@ -213,23 +207,10 @@ def _cell(row: dict, key: str) -> str:
     return f"{v:.1f}" if key in ("seconds", "fid") else f"{v:.3f}"
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.3f}" if values else "-"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
-def machine() -> str:
-    where = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-    if torch.cuda.is_available():
-        where += f", {torch.cuda.get_device_name()}"
-    return where
-
-
 def write_markdown(path: Path, result: dict) -> None:
     runs = result["seeds"]
     lines = [
-        "# Plain PyTorch DCGAN-28 (bench/plain_dcgan.py)",
+        "# Plain PyTorch DCGAN-28 (bench.plain_dcgan)",
         "",
         f"Machine: {result['machine']}. Command: `{result['command']}`.",
         "Scores: the framework's metrics (1,000 fakes, z seed 1234, G in eval mode, against "
@@ -248,22 +229,21 @@ def write_markdown(path: Path, result: dict) -> None:
     lines += ["## Last validation, over seeds (mean ± std)", "", "| score | value |", "|---|---|"]
     for k in keys:
         vals = [r[k] for r in finals if k in r and math.isfinite(r[k])]
-        lines += [f"| {k} | {_mean_std(vals)} |"]
+        lines += [f"| {k} | {common.mean_std(vals, '.3f')} |"]
     path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser("plain_dcgan", __doc__)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
+    common.add_data_args(p)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--out", default=str(ROOT / "bench" / "plain_dcgan"))
+    common.add_out_arg(p, "plain_dcgan")
     args = p.parse_args(argv)
-    command = "python bench/plain_dcgan.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"machine": machine(), "command": command, "seeds": {}}
+    command = "python -m bench.plain_dcgan " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"machine": common.machine(), "command": command, "seeds": {}}
     header = "".join(f"{c:>11}" for c in COLUMNS)
     for seed in args.seeds:
         print(f"seed {seed}\n{header}", flush=True)

@@ -1,34 +1,25 @@
 """Train every recipe for a short budget on MNIST files on disk and tabulate what it reaches.
 
-    python bench/recipes.py                                  # ../shared/mnist, test split
-    python bench/recipes.py --epochs 5 --recipes dcgan tf_vanilla_gan
-    python bench/recipes.py --data-root data --split train   # the full training split
+    python -m bench.recipes                                  # ../shared/mnist, test split
+    python -m bench.recipes --epochs 5 --recipes dcgan tf_vanilla_gan
+    python -m bench.recipes --data-root data --split train   # the full training split
 
 Each recipe runs as `python -m gan.train experiment=<name>` in its own process, into
-`<out>/<name>/`. The table gives the final and best FID-like score (`val/fid`), the
-real-vs-real floor, class coverage, the MNIST score, and seconds per epoch (the run's
-wall time, startup and validation included, over its epochs). Writes `<out>/recipes.json`
-and `<out>/recipes.md`.
+`<out>/runs/<name>/` (redone there on every call). The table gives the final and best
+FID-like score (`val/fid`), the real-vs-real floor, class coverage, the MNIST score, and
+seconds per epoch (the run's wall time, startup and validation included, over its epochs).
+Writes `<out>/results.json` and `<out>/results.md` (`--out`: default bench/results/recipes).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+from bench import common
 
-
-def column(rows: list[dict[str, str]], key: str) -> list[float]:
-    return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
-
+RECIPES = sorted(p.stem for p in (common.ROOT / "conf" / "experiment").glob("*.yaml"))
 
 SCORES = (
     "fid",
@@ -42,41 +33,28 @@ SCORES = (
 )
 
 
-def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) -> dict[str, object]:
-    """Train `recipe` (for `epochs`, or its own budget when None) into `<out>/<recipe>/`."""
-    folder = out / recipe
-    cmd = [
-        sys.executable,
-        "-m",
-        "gan.train",
-        f"experiment={recipe}",
-        f"data.root={args.data_root}",
-        f"data.split={args.split}",
-        "data.download=false",
-        *([f"trainer.max_epochs={epochs}"] if epochs else []),
-        "trainer.enable_progress_bar=false",
-        "logger=csv",
-        f"hydra.run.dir={folder}",
-        "overwrite=true",  # a run not reused is redone in its folder
-        *args.overrides,
-    ]
-    done = folder / "result.json"
-    if (
-        getattr(args, "reuse", False)
-        and done.exists()
-        and json.loads(done.read_text())["status"] == "ok"
-    ):
+def run(recipe: str, epochs: int | None, args: argparse.Namespace, runs: Path) -> dict[str, object]:
+    """Train `recipe` (for `epochs`, or its own budget when None) into `<runs>/<recipe>/`;
+    with `args.reuse`, a run that finished there before is read again instead."""
+    folder = runs / recipe
+    if getattr(args, "reuse", False) and common.status(folder) == "ok":
         print(f"reusing the finished run {folder}", flush=True)
-        proc = subprocess.CompletedProcess(cmd, 0, "", "")
+        returncode, stderr = 0, ""
     else:
-        print("$", " ".join(cmd), flush=True)
-        proc = subprocess.run(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
+        proc = common.train(
+            [
+                f"experiment={recipe}",
+                *([f"trainer.max_epochs={epochs}"] if epochs else []),
+                f"hydra.run.dir={folder}",
+                "overwrite=true",  # a run not reused is redone in its folder
+                *args.overrides,
+            ],
+            data_root=args.data_root,
+            split=args.split,
+            check=False,
+            capture=True,
         )
+        returncode, stderr = proc.returncode, proc.stderr
     result = (
         json.loads((folder / "result.json").read_text())
         if (folder / "result.json").exists()
@@ -87,20 +65,17 @@ def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) ->
         "epochs": epochs,
         "status": result.get("status", "crashed"),
     }
-    if proc.returncode != 0:
-        row["error"] = (result.get("error") or proc.stderr.strip().splitlines()[-1:] or ["?"])[0]
-    metrics = folder / "csv" / "metrics.csv"
-    if metrics.exists():
-        with metrics.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        for key in SCORES:
-            values = column(rows, f"val/{key}")
-            if values:
-                row[key] = values[-1]
-        fid = column(rows, "val/fid")
+    if returncode != 0:
+        row["error"] = (result.get("error") or stderr.strip().splitlines()[-1:] or ["?"])[0]
+    if (folder / "csv" / "metrics.csv").exists():
+        curve = common.val_curve(folder)
+        last = common.last_values(curve)
+        row |= {key: last[key] for key in SCORES if key in last}
+        fid = [r["fid"] for r in curve if "fid" in r]
         if fid:
             row["best_fid"] = min(fid)
-        epochs = epochs or len(fid)  # the recipe's own budget: one validation per epoch
+        if curve:  # the recipe's own budget: the epochs done at its last validation
+            epochs = epochs or curve[-1]["epoch"]
         row["epochs"] = epochs
     if result.get("seconds"):
         row["seconds"] = result["seconds"]
@@ -109,47 +84,43 @@ def run(recipe: str, epochs: int | None, args: argparse.Namespace, out: Path) ->
     return row
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("recipes", __doc__)
     p.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument(
         "--epochs-64", type=int, default=1, help="budget of the 64x64 recipe (mxnet_dcgan)"
     )
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=str(ROOT / "bench" / "recipes_runs"))
+    common.add_data_args(p)
+    common.add_out_arg(p, "recipes")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every recipe")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        run(r, args.epochs_64 if r == "mxnet_dcgan" else args.epochs, args, out)
+        run(r, args.epochs_64 if r == "mxnet_dcgan" else args.epochs, args, out / "runs")
         for r in args.recipes
     ]
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    (out / "recipes.json").write_text(
+    machine = common.machine()
+    (out / "results.json").write_text(
         json.dumps({"machine": machine, "split": args.split, "rows": rows}, indent=2) + "\n"
     )
-
-    def fmt(v: object, spec: str) -> str:
-        return format(v, spec) if isinstance(v, (int, float)) else "—"
-
+    cell = common.cell
     lines = [
-        f"Data: MNIST `{args.split}` split; machine: {machine}.",
+        f"Data: MNIST `{args.split}` split; machine: {machine}; `python -m bench.recipes`.",
         "",
         "| recipe | epochs | val/fid (best) | floor | coverage | MNIST score | s / epoch | status |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| `{r['recipe']}` | {r['epochs']} | {fmt(r.get('fid'), '.1f')} "
-            f"({fmt(r.get('best_fid'), '.1f')}) | {fmt(r.get('fid_floor'), '.1f')} | "
-            f"{fmt(r.get('coverage'), '.0f')} | {fmt(r.get('mnist_score'), '.2f')} | "
-            f"{fmt(r.get('s_per_epoch'), '.1f' if r.get('s_per_epoch', 99) < 10 else '.0f')} | "
+            f"| `{r['recipe']}` | {r['epochs']} | {cell(r.get('fid'), '.1f')} "
+            f"({cell(r.get('best_fid'), '.1f')}) | {cell(r.get('fid_floor'), '.1f')} | "
+            f"{cell(r.get('coverage'), '.0f')} | {cell(r.get('mnist_score'), '.2f')} | "
+            f"{cell(r.get('s_per_epoch'), '.1f' if r.get('s_per_epoch', 99) < 10 else '.0f')} | "
             f"{r['status']} |"
         )
-    (out / "recipes.md").write_text("\n".join(lines) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

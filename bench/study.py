@@ -1,8 +1,8 @@
 """A budget-matched study: every loss and every stabiliser, 3 seeds each, the same
 iterations, on the MNIST test split; which differences beat the seed-to-seed spread?
 
-    python bench/study.py                                  # ../shared/mnist, ~30 min on 2 cores
-    python bench/study.py --epochs 4 --seeds 0 1 2 --variants bce hinge diffaug
+    python -m bench.study                                  # ../shared/mnist, ~30 min on 2 cores
+    python -m bench.study --epochs 4 --seeds 0 1 2 --variants base hinge diffaug
 
 Each variant is one sweep, `python -m gan.train -m seed=0,1,2 experiment=<base>
 trainer.max_epochs=<epochs> <its overrides>`, into `<out>/runs/<variant>/` (a finished
@@ -10,23 +10,18 @@ sweep is read again unless `--fresh`). All share the base recipe, the batch size
 the number of iterations. `gan.report` then groups the jobs by setting (mean ± std over
 seeds, written to `<out>/report.{csv,md,png}`), and this script compares each variant with
 the base: a difference of means counts as real when it exceeds twice its standard error,
-sqrt(s1^2/n1 + s2^2/n2), the seed-to-seed spread of both. Writes `<out>/results.md`.
+sqrt(s1^2/n1 + s2^2/n2), the seed-to-seed spread of both. Writes `<out>/results.md`
+(`--out`: default bench/results/study).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from gan.report import Column, collect, group_jobs, report  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from default_vs_plain import gan_train  # noqa: E402  (the benches' one runner)
+from bench import common
+from gan.report import Column, collect, group_jobs, report
 
 # variant -> overrides on top of the base recipe; "base" is the recipe as it is
 VARIANTS: dict[str, list[str]] = {
@@ -56,37 +51,36 @@ SCORES = ("val/fid", "val/precision", "val/recall", "val/coverage", "val/elapsed
 
 
 def sweep(variant: str, args: argparse.Namespace, folder: Path) -> None:
-    results = [folder / str(i) / "result.json" for i in range(len(args.seeds))]
-    finished = all(
-        r.exists() and json.loads(r.read_text())["status"] in ("ok", "diverged") for r in results
-    )
-    if finished and not args.fresh:
+    jobs = [folder / str(i) for i in range(len(args.seeds))]
+    if not args.fresh and all(common.status(j) in ("ok", "diverged") for j in jobs):
         print(f"reusing the finished sweep {folder}", flush=True)
         return
-    gan_train(
-        args,
-        f"seed={','.join(map(str, args.seeds))}",
-        f"experiment={args.base}",
-        *(BASE_OVERRIDES if args.base == "fast_mnist" else []),
-        f"trainer.max_epochs={args.epochs}",
-        f"hydra.sweep.dir={folder}",
-        "overwrite=true",  # an unfinished (or --fresh) sweep is redone in its folder
-        *VARIANTS[variant],
+    common.train(
+        [
+            f"seed={','.join(map(str, args.seeds))}",
+            f"experiment={args.base}",
+            *(BASE_OVERRIDES if args.base == "fast_mnist" else []),
+            f"trainer.max_epochs={args.epochs}",
+            f"hydra.sweep.dir={folder}",
+            "overwrite=true",  # an unfinished (or --fresh) sweep is redone in its folder
+            *VARIANTS[variant],
+        ],
+        data_root=args.data_root,
+        split=args.split,
         sweep=True,
     )
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("study", __doc__)
     p.add_argument("--base", default="fast_mnist", help="the recipe every variant starts from")
     p.add_argument("--epochs", type=int, default=4, help="the budget: epochs of the split")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=str(ROOT / "bench" / "study"))
+    common.add_data_args(p)
+    common.add_out_arg(p, "study")
     p.add_argument("--fresh", action="store_true", help="retrain sweeps that finished before")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     folders = [out / "runs" / v for v in args.variants]
     for variant, folder in zip(args.variants, folders):
@@ -100,7 +94,7 @@ def main() -> None:
         by_variant[variant] = group
     base = by_variant.get("base")
     lines = [
-        f"`python bench/study.py --epochs {args.epochs}`: `experiment={args.base}` (lr 2e-3, beta2 0.99, d1g1, 100 latents) with each "
+        f"`python -m bench.study --epochs {args.epochs}`: `experiment={args.base}` (lr 2e-3, beta2 0.99, d1g1, 100 latents) with each "
         f"variant's overrides, {args.epochs} epochs of the MNIST {args.split} split (the same "
         f"iterations for all), seeds {args.seeds}; final scores, mean ± std over seeds "
         f"(1,000 fakes each). *real*: the difference from `base` in val/fid exceeds twice its "
@@ -112,15 +106,12 @@ def main() -> None:
         "|---|---|" + "---|" * len(SCORES) + "---|---|",
     ]
     for variant, group in sorted(by_variant.items(), key=lambda kv: kv[1].stats[0].mean or 1e9):
-        cells = []
-        for s, st in zip(SCORES, group.stats):
-            spec = ".0f" if s in ("val/fid", "val/elapsed_s") else ".3f"
-            if st.mean is None:
-                cells.append("—")
-            elif st.std is None:
-                cells.append(format(st.mean, spec))
-            else:
-                cells.append(f"{format(st.mean, spec)} ± {format(st.std, spec)}")
+        cells = [
+            common.format_mean_std(
+                st.mean, st.std, ".0f" if s in ("val/fid", "val/elapsed_s") else ".3f"
+            )
+            for s, st in zip(SCORES, group.stats)
+        ]
         verdict = ""
         if base is not None and variant != "base":
             a, b = group.stats[0], base.stats[0]

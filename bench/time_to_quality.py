@@ -1,73 +1,57 @@
 """Seconds of training until `model=dcgan` reaches a given FID-like score, on MNIST on disk.
 
-    python bench/time_to_quality.py                          # ../shared/mnist test split, 8 epochs
-    python bench/time_to_quality.py --epochs 20 --targets 150 100 50 -- trainer.precision=bf16-mixed
+    python -m bench.time_to_quality                          # ../shared/mnist test split, 8 epochs
+    python -m bench.time_to_quality --epochs 20 --targets 150 100 50 -- trainer.precision=bf16-mixed
 
-Trains once (`python -m gan.train`, metrics every epoch), then reads `val/elapsed_s` (wall
-time of training so far, validation included) and `val/fid` from the run's metrics.csv.
-Prints the curve and the first time each target score is reached; writes
-`bench/time_to_quality.json` and `.md` so later changes can be held to it.
+Trains once (`python -m gan.train`, metrics every epoch) into `<out>/runs/dcgan/` (or
+`--run`; trained afresh on every call), then reads `val/elapsed_s` (wall time of training so
+far, validation included) and `val/fid` from the run's metrics.csv. Prints the curve (by
+epochs done) and the first time each target score is reached; writes `<out>/results.json`
+and `<out>/results.md` (`--out`: default bench/results/time_to_quality) so later changes can
+be held to it.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import common
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("time_to_quality", __doc__)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--targets", type=float, nargs="+", default=[300.0, 200.0, 150.0, 100.0])
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--run", default="/tmp/gan_time_to_quality")
-    p.add_argument("--out", default=str(ROOT / "bench"))
+    common.add_data_args(p)
+    p.add_argument("--run", default=None, help="the run's folder (default: <out>/runs/dcgan)")
+    common.add_out_arg(p, "time_to_quality")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides")
-    args = p.parse_args()
-    cmd = [
-        sys.executable,
-        "-m",
-        "gan.train",
-        "model=dcgan",
-        f"data.root={args.data_root}",
-        f"data.split={args.split}",
-        "data.download=false",
-        f"trainer.max_epochs={args.epochs}",
-        "trainer.enable_progress_bar=false",
-        "logger=csv",
-        f"hydra.run.dir={args.run}",
-        "overwrite=true",  # --run is reused: each call trains it afresh
-        *args.overrides,
-    ]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
-    with (Path(args.run) / "csv" / "metrics.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/fid")]
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    run = Path(args.run) if args.run else out / "runs" / "dcgan"
+    common.train(
+        [
+            "model=dcgan",
+            f"trainer.max_epochs={args.epochs}",
+            f"hydra.run.dir={run}",
+            "overwrite=true",  # the run's folder is reused: each call trains it afresh
+            *args.overrides,
+        ],
+        data_root=args.data_root,
+        split=args.split,
+    )
     curve = [
-        {
-            "epoch": int(r["epoch"]),
-            "seconds": float(r["val/elapsed_s"]),
-            "fid": float(r["val/fid"]),
-            "coverage": float(r["val/coverage"]),
-        }
-        for r in rows
+        {k: r[k] for k in ("epoch", "seconds", "fid", "coverage")}
+        for r in common.val_curve(run)
+        if "fid" in r
     ]
     reached = {
         str(t): next((c["seconds"] for c in curve if c["fid"] <= t), None) for t in args.targets
     }
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    out = Path(args.out)
+    machine = common.machine()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "time_to_quality.json").write_text(
+    (out / "results.json").write_text(
         json.dumps(
             {
                 "machine": machine,
@@ -82,9 +66,9 @@ def main() -> None:
     )
     lines = [
         f"`model=dcgan` on the MNIST `{args.split}` split, {machine}; overrides: "
-        f"{' '.join(args.overrides) or 'none'}.",
+        f"{' '.join(args.overrides) or 'none'}; `python -m bench.time_to_quality`.",
         "",
-        "| epoch | seconds | val/fid | coverage |",
+        "| epochs done | seconds | val/fid | coverage |",
         "|---|---|---|---|",
     ]
     lines += [
@@ -95,7 +79,7 @@ def main() -> None:
     lines += [
         f"| ≤ {t} | {'not reached' if s is None else f'{s:.0f}'} |" for t, s in reached.items()
     ]
-    (out / "time_to_quality.md").write_text("\n".join(lines) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,20 +1,21 @@
 """Seconds until the fast recipe reaches val/fid <= 3x its real-vs-real floor with all 10
 classes covered, on a 2-core CPU; and what the default and the plain loop reach by then.
 
-    python bench/time_to_target.py                              # ../shared/mnist test split
-    python bench/time_to_target.py --recipe fast_mnist --seeds 0 1 2 --budget 300
+    python -m bench.time_to_target                              # ../shared/mnist test split
+    python -m bench.time_to_target --recipe fast_mnist --seeds 0 1 2 --budget 300
 
 1. `python -m gan.train experiment=<recipe> seed=<s>` for each seed, into
    `<out>/runs/<recipe>_<s>/`: its curve of `val/elapsed_s` (training wall time,
    validation included) and scores, and the first validation meeting the target.
 2. The default (`python -m gan.train seed=<first seed>`, run past the budget) and the plain
-   loop (bench/plain_dcgan.py, stopped at the budget): the last validation each finished
+   loop (bench.plain_dcgan, stopped at the budget): the last validation each finished
    within the fast recipe's time to target, and within the budget.
 3. The grids the default and the recipe drew at their last epoch within the budget are
    copied to docs/ for the README.
 
 Runs one training at a time, so the seconds compare; a finished run is read again unless
-`--fresh`. Writes `<out>/results.json` and `<out>/results.md`.
+`--fresh`. Writes `<out>/results.json` and `<out>/results.md` (`--out`: default
+bench/results/time_to_target). Epochs are counted as epochs done (bench.common).
 """
 
 from __future__ import annotations
@@ -23,18 +24,21 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_vs_plain import ROOT, curve, gan_train, plain_module  # noqa: E402  (shared)
+from bench import common, plain_dcgan
 
 
 def train(folder: Path, overrides: list[str], args: argparse.Namespace) -> list[dict[str, float]]:
-    done = folder / "result.json"
-    if args.fresh or not done.exists() or json.loads(done.read_text())["status"] != "ok":
-        gan_train(args, f"hydra.run.dir={folder}", "overwrite=true", *overrides)  # redone
-    return curve(folder)
+    """The run's validations (bench.common.val_curve), trained first unless it finished
+    before (and not `--fresh`); an unfinished run is redone in its folder."""
+    if args.fresh or common.status(folder) != "ok":
+        common.train(
+            [f"hydra.run.dir={folder}", "overwrite=true", *overrides],
+            data_root=args.data_root,
+            split=args.split,
+        )
+    return common.val_curve(folder)
 
 
 def reached(rows: list[dict[str, float]], target: float) -> dict[str, float] | None:
@@ -48,24 +52,24 @@ def within(rows: list[dict[str, float]], seconds: float) -> dict[str, float] | N
 
 
 def grid(folder: Path, epoch: int, name: str) -> str:
-    """Copy the run's fixed-noise grid of `epoch` (epochs done) to docs/<name>."""
+    """Copy the run's fixed-noise grid after `epoch` epochs done to docs/<name> (the image
+    files are named by Lightning's 0-based epoch, hence `epoch - 1`)."""
     found = sorted((folder / "images").glob(f"grid_epoch{epoch - 1:03d}_*.png"))
     if not found:
         return ""
-    shutil.copyfile(found[-1], ROOT / "docs" / name)
+    shutil.copyfile(found[-1], common.ROOT / "docs" / name)
     return f"docs/{name}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("time_to_target", __doc__)
     p.add_argument("--recipe", default="fast_mnist")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budget", type=float, default=300.0, help="seconds")
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "mnist"))
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=str(ROOT / "bench" / "time_to_target"))
+    common.add_data_args(p)
+    common.add_out_arg(p, "time_to_target")
     p.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     runs = out / "runs"
 
@@ -88,7 +92,7 @@ def main() -> None:
         [f"seed={seed}", f"trainer.max_epochs={epochs_past_budget}", f"trainer.max_time={limit}"],
         args,
     )
-    plain = plain_module().train_plain(
+    plain = plain_dcgan.train_plain(
         seed, epochs_past_budget, args.data_root, max_seconds=args.budget, split=args.split
     )
     first = fast[seed]
@@ -123,7 +127,7 @@ def main() -> None:
         )
 
     lines = [
-        f"MNIST {args.split} split, 2-core CPU, `python bench/time_to_target.py`. Target: "
+        f"MNIST {args.split} split, 2-core CPU, `python -m bench.time_to_target`. Target: "
         f"val/fid <= 3x the run's val/fid floor, all 10 classes covered; 1,000 fakes.",
         "",
         "| `experiment="

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import importlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import bench.common as common
 from gan import bench
 from gan.floor import PlainLoop
 from tests.conftest import SHARED_MNIST, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(
+    p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in ("__init__", "common")
+)
 
 
 @pytest.mark.slow
@@ -121,10 +127,7 @@ def test_the_floor_clips_as_the_module_does(make_cfg) -> None:
 def test_side_by_side_with_the_examples_on_the_real_test_split(tmp_path: Path) -> None:
     if not (SHARED_MNIST / "MNIST" / "raw").exists():
         pytest.skip("needs the MNIST test split in ../shared/mnist")
-    spec = importlib.util.spec_from_file_location("examples", ROOT / "bench" / "examples.py")
-    examples = importlib.util.module_from_spec(spec)
-    sys.modules["examples"] = examples  # Hydra finds the example's networks by this name
-    spec.loader.exec_module(examples)
+    examples = importlib.import_module("bench.examples")  # Hydra finds its networks by name
     out = tmp_path / "examples"
     examples.main(
         [
@@ -149,11 +152,11 @@ def test_side_by_side_with_the_examples_on_the_real_test_split(tmp_path: Path) -
     assert "PyTorch's DCGAN example" in md and "Lightning's GAN example" in md
 
 
-def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> None:
-    # bench/plain_dcgan.py: one epoch on the tiny split (48 training images, 6 iterations)
-    spec = importlib.util.spec_from_file_location("plain_dcgan", ROOT / "bench" / "plain_dcgan.py")
-    plain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plain)
+def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(
+    tiny_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bench.plain_dcgan: one epoch on the tiny split (48 training images, 6 iterations)
+    plain = importlib.import_module("bench.plain_dcgan")
     d_inputs: list[torch.Tensor] = []
     g_train_calls = []
 
@@ -174,7 +177,8 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> 
             super().__init__()
             self.register_forward_hook(record_d)
 
-    plain.Generator, plain.Discriminator = G, D
+    monkeypatch.setattr(plain, "Generator", G)
+    monkeypatch.setattr(plain, "Discriminator", D)
     rows = plain.train_plain(
         0,
         1,
@@ -218,3 +222,100 @@ def test_results_go_under_outputs_by_default() -> None:
 
     out = Path(parse_args(["--quick"]).out)
     assert out.parts[:2] == ("outputs", "bench") and out.name[:4].isdigit()  # a new folder
+
+
+# ---- bench/: a package of scripts run as `python -m bench.<name>`, sharing bench.common
+
+
+def test_train_command_and_how_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = common.train_command(
+        ["experiment=fast_mnist", "hydra.run.dir=/tmp/r"], data_root="/data", split="test"
+    )
+    assert cmd[:3] == [sys.executable, "-m", "gan.train"] and "-m" not in cmd[3:]
+    assert cmd[3:] == [
+        "data.root=/data",
+        "data.split=test",
+        "data.download=false",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",  # what read_metrics reads
+        "experiment=fast_mnist",  # the caller's overrides last: they win
+        "hydra.run.dir=/tmp/r",
+    ]
+    sweep = common.train_command(["seed=0,1"], data_root="d", split="train", sweep=True)
+    assert sweep[3] == "-m" and sweep[-1] == "seed=0,1" and "data.split=train" in sweep
+    calls = []
+    monkeypatch.setattr(common.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    common.train(["seed=1"], data_root="d", split="test", check=False, capture=True)
+    ((ran, kw),) = calls
+    assert ran == common.train_command(["seed=1"], data_root="d", split="test")
+    assert kw["cwd"] == ROOT and not kw["check"] and kw["capture_output"] and kw["text"]
+    # this repository's gan first, whatever else was on the path
+    assert kw["env"]["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/elsewhere"]
+
+
+def test_val_curve_counts_epochs_done(tmp_path: Path) -> None:
+    # As CSVLogger writes metrics.csv: the union of keys as columns, a row per logging call,
+    # blank cells for keys not logged in it; Lightning's `epoch` is 0-based. Two epochs of a
+    # run, then a resume that kept the file (and logs no floor again) and trained a third.
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/d_loss,train/g_loss,val/elapsed_s,val/fid,val/fid_floor,val/coverage\n"
+        "0,49,1.2,0.8,,,,\n"
+        "0,99,1.1,0.9,,,,\n"
+        "0,99,,,25.5,300.0,20.0,9.0\n"
+        "1,149,1.0,1.0,,,,\n"
+        "1,199,,,50.0,150.0,,10.0\n"
+        "2,249,0.9,1.1,,,,\n"
+        "2,299,,,80.0,90.0,,10.0\n"
+    )
+    rows = common.read_metrics(tmp_path)
+    assert len(rows) == 7 and rows[0]["val/fid"] == "" and rows[2]["val/fid"] == "300.0"
+    curve = common.val_curve(tmp_path)
+    assert [r["epoch"] for r in curve] == [1, 2, 3]  # epochs done: Lightning's epoch + 1
+    assert [r["seconds"] for r in curve] == [25.5, 50.0, 80.0]  # val/elapsed_s
+    assert curve[0] == {
+        "epoch": 1,
+        "seconds": 25.5,
+        "fid": 300.0,
+        "fid_floor": 20.0,
+        "coverage": 9.0,
+    }
+    assert "fid_floor" not in curve[1] and "fid_floor" not in curve[2]  # once per run
+    last = common.last_values(curve)
+    assert (last["fid"], last["fid_floor"], last["epoch"]) == (90.0, 20.0, 3)
+
+
+def test_status_and_mean_std(tmp_path: Path) -> None:
+    assert common.status(tmp_path) is None  # no finished run
+    (tmp_path / "result.json").write_text(json.dumps({"status": "diverged"}))
+    assert common.status(tmp_path) == "diverged"
+    assert common.mean_std([]) == "—"
+    assert common.mean_std([1.23456]) == "1.235"
+    assert common.mean_std([1.0, 2.0, 3.0], ".1f") == "2.0 ± 1.0"
+    assert common.format_mean_std(48.2, None, ".0f") == "48"
+    assert common.format_mean_std(None, 1.0, ".0f") == "—"
+    assert (common.cell(3.14159, ".2f"), common.cell(None, ".2f")) == ("3.14", "—")
+    line = common.machine()
+    assert f"{os.cpu_count()} CPUs" in line and f"torch {torch.__version__}" in line
+
+
+def test_bench_holds_scripts_and_results_only() -> None:
+    folders = {p.name for p in (ROOT / "bench").iterdir() if p.is_dir()} - {"__pycache__"}
+    assert folders == {"results"}, "results go to bench/results/<name>/"
+    assert len(SCRIPTS) == 8
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_runs_as_a_module_and_writes_under_results(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = (ROOT / "bench" / f"{name}.py").read_text()
+    assert "sys.path" not in source  # imported as bench.<name>: no path edits
+    doc = ast.get_docstring(ast.parse(source))
+    assert f"python -m bench.{name}" in doc and "python bench/" not in doc
+    module = importlib.import_module(f"bench.{name}")
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0
+    assert f"bench/results/{name}" in capsys.readouterr().out  # --out's default
