@@ -1,7 +1,7 @@
 # One command each, from a fresh clone (Python >= 3.10 on PATH):
 #   make train             install, then train with the defaults (python -m gan.train)
 #   make train ARGS="model=mlp trainer.max_epochs=5"
-#   make test              install, then lint and run every test tier (unit, smoke, slow)
+#   make test              install, then lint (ruff, the import contracts) and run every test tier
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ train: install
 lint: install
 	$(BIN)/ruff check gan tests bench
 	$(BIN)/ruff format --check gan tests bench
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix gan tests bench

@@ -7,7 +7,7 @@
 - **Training**: `train_command` builds the `python -m gan.train` command line of a bench run
   and `train` runs it in a subprocess (`run`: any `python -m gan.<tool>`), from the
   repository root with its `gan` first on PYTHONPATH. Training into a folder that already
-  holds a run is refused by gan.train unless the command resumes it (`ckpt_path=`) or says
+  holds a run is refused by gan.training.run unless the command resumes it (`ckpt_path=`) or says
   `overwrite=true`: a script that redoes a run in its own folder passes `overwrite=true`.
 - **Reading a run**: `read_metrics` gives the rows of its `csv/metrics.csv`, `val_curve` its
   validations with the one epoch convention below, `status` how it ended.

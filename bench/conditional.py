@@ -30,7 +30,7 @@ RECIPES = ("cgan_mnist", "acgan_mnist", "stacked_mnist")
 
 def sevens(folder: Path, args: argparse.Namespace) -> float:
     """Share of `label=7 n=64` samples that the project's classifier calls a seven."""
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     ckpt, out = folder / "checkpoints" / "last.ckpt", folder / "sevens.pt"
     common.run(

@@ -7,7 +7,7 @@
 Ours: `python -m gan.train -m seed=0,1,2 trainer.max_epochs=10` with no other overrides
 than the data's, into `<out>/runs/default/` (a finished sweep is read again unless
 `--fresh`). The plain loop: bench.plain_dcgan's `train_plain`, same seeds and epochs.
-Both are scored by the same code (gan.metrics.GanMetrics) on the same sample sizes (1,000
+Both are scored by the same code (gan.metrics.scores.GanMetrics) on the same sample sizes (1,000
 fakes from z seeded with 1234, against the 1,000 held-out reals of the same split), G in
 eval mode; seconds are wall time of training with validation. The default samples from its
 EMA copy of G; each job's G itself is scored too, at the end, from its last checkpoint (a
@@ -73,11 +73,11 @@ def own_g(job: Path) -> dict[str, float]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gan.classifier import load_or_train
-    from gan.metrics import GanMetrics
-    from gan.ranges import to_unit_range
-    from gan.sample import load_gan
-    from gan.sampling import generate
+    from gan.core.ranges import to_unit_range
+    from gan.core.sampling import generate
+    from gan.metrics.classifier import load_or_train
+    from gan.metrics.scores import GanMetrics
+    from gan.tools.sample import load_gan
 
     cfg = OmegaConf.load(job / "config.yaml")
     module = load_gan(job / "checkpoints" / "last.ckpt")
@@ -141,7 +141,7 @@ def plot(results: dict, path: Path) -> None:
 def classifier_id(args: argparse.Namespace) -> str:
     """A fingerprint of the scoring classifier's cache file: scores by another classifier
     (trained again, or by another torch) do not compare with this one's."""
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     clf = load_or_train(args.data_root, args.split, False, progress_bar=False)
     return hashlib.sha256(clf.info.path.read_bytes()).hexdigest()[:16]
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         f"MNIST {args.split} split, {args.epochs} epochs, seeds {args.seeds}; "
         f"{results['machine']}; `python -m bench.default_vs_plain`. Scores at the last "
         f"validation: 1,000 fakes (z seed 1234, G in eval mode) against the 1,000 held-out "
-        f"reals, by gan.metrics for both; mean ± std over seeds. Real-vs-real val/fid floor: "
+        f"reals, by gan.metrics.scores for both; mean ± std over seeds. Real-vs-real val/fid floor: "
         f"{mean_std(floors, '.1f')}.",
         "",
         "| | " + " | ".join(SCORES) + " |",

@@ -45,11 +45,11 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
 from bench import common
-from gan import timing
-from gan.bench import compose_cfg
-from gan.mnist import load_mnist_split
+from gan.data.mnist import load_mnist_split
 from gan.nets.dcgan64 import Discriminator as DCGAN64D
 from gan.nets.dcgan64 import Generator as DCGAN64G
+from gan.perf import timing
+from gan.perf.bench import compose_cfg
 
 
 class PILMNIST(MNIST):

@@ -10,8 +10,8 @@ fakes of D's update (D on fake.detach(), then G's loss on D(fake)). No Lightning
 Hydra: the networks and the loop are written out below, in about 100 lines.
 
 Everything that is *not* being compared is the framework's, so that the scores line up
-with its `val/*` logs: the train/held-out split (`gan.data.MNISTDataModule`, seeded), the
-classifier, `gan.metrics.GanMetrics`, the sample sizes (1,000 fakes from z seeded with
+with its `val/*` logs: the train/held-out split (`gan.data.datamodule.MNISTDataModule`, seeded), the
+classifier, `gan.metrics.scores.GanMetrics`, the sample sizes (1,000 fakes from z seeded with
 1234, G in eval mode, against the 1,000 held-out reals) and the clock (`seconds` is wall
 time of training so far, validation included, as `val/elapsed_s`).
 
@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench import common
-from gan.classifier import load_or_train
-from gan.data import MNISTDataModule
-from gan.metrics import GanMetrics
-from gan.ranges import to_unit_range
+from gan.core.ranges import to_unit_range
+from gan.data.datamodule import MNISTDataModule
+from gan.metrics.classifier import load_or_train
+from gan.metrics.scores import GanMetrics
 
 LATENT = 100
 

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from bench import common
-from gan.report import Column, collect, group_jobs, report
+from gan.tools.report import Column, collect, group_jobs, report
 
 # variant -> overrides on top of the base recipe; "base" is the recipe as it is
 VARIANTS: dict[str, list[str]] = {

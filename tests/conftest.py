@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from gan.config import register
+from gan.training.config import register
 from tests.mnist_files import write_tiny_mnist
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -4,7 +4,7 @@
 `train-labels-idx1-ubyte` (torchvision's names), so `MNISTDataModule(root=tmp_path,
 download=False)` loads them. With `gz=True` the files are gzipped; their md5 then differs
 from torchvision's, which is what the md5 check must catch. `write_tiny(root, dataset)`
-does the same for any data set of `gan.mnist.DATASETS` in its own folder and file names
+does the same for any data set of `gan.data.mnist.DATASETS` in its own folder and file names
 (EMNIST letters: images stored transposed, labels 1..26, as in the real files).
 """
 
@@ -51,7 +51,7 @@ def write_tiny(
     seed) upright and labels `arange(n) % num_classes`. `split` is "train", "test" or "all".
     Returns the raw folder.
     """
-    from gan.mnist import DATASETS
+    from gan.data.mnist import DATASETS
 
     spec = DATASETS[dataset]
     raw = Path(root) / spec.folder / "raw"

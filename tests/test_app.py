@@ -29,7 +29,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from gan.app import (
+from gan.tools.app import (
     AUTH_ENV,
     FAILED,
     MAX_GRID,
@@ -43,10 +43,10 @@ from gan.app import (
     parse,
     run_files,
 )
-from gan.config import register
-from gan.errors import GanError
-from gan.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
-from gan.sample import load_gan
+from gan.tools.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
+from gan.tools.sample import load_gan
+from gan.training.config import register
+from gan.utils.errors import GanError
 from tests.conftest import CONF, TINY, cli_error
 from tests.test_export import save_untrained
 
@@ -65,7 +65,7 @@ def tile(n: int) -> int:
 def run_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder: an untrained mlp checkpoint, config.yaml, result.json, and the cached
     classifier of its data (so the gauge can read)."""
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -442,8 +442,8 @@ def test_bad_arguments_and_checkpoints(tmp_path: Path) -> None:
 def test_the_gauge_reads_the_runs_own_numbers(make_cfg: Callable[..., DictConfig]) -> None:
     """At the run's metrics.seed, against its held-out reals, the gauge's FID-like score and
     floor are those of the run's last validation (result.json)."""
-    from gan.app import held_out, run_files
-    from gan.explore import Gauge
+    from gan.tools.app import held_out, run_files
+    from gan.tools.explore import Gauge
     from gan.train import main as train_main
 
     cfg = make_cfg("model=mlp", "trainer.max_epochs=1")

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import bench.common as common
-from gan import bench
-from gan.floor import PlainLoop
+from gan.perf import bench
+from gan.perf.floor import PlainLoop
 from tests.conftest import SHARED_MNIST, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(
 
 
 def test_results_go_under_outputs_by_default() -> None:
-    from gan.bench import parse_args
+    from gan.perf.bench import parse_args
 
     out = Path(parse_args(["--quick"]).out)
     assert out.parts[:2] == ("outputs", "bench") and out.name[:4].isdigit()  # a new folder

@@ -11,11 +11,11 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from gan.callbacks import Interpolation, LossPlot
-from gan.errors import GanError
-from gan.module import GAN
-from gan.sampling import generate, lerp, slerp
-from gan.train import train
+from gan.core.sampling import generate, lerp, slerp
+from gan.training.callbacks import Interpolation, LossPlot
+from gan.training.module import GAN
+from gan.training.run import train
+from gan.utils.errors import GanError
 
 MakeCfg = Callable[..., DictConfig]
 TILE = 28 + 2  # a 28px image and make_grid's padding of 2

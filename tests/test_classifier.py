@@ -19,10 +19,10 @@ import pytest
 import torch
 from torch import nn
 
-import gan.classifier as C
-from gan.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
-from gan.errors import GanError
-from gan.mnist import load_mnist_split
+import gan.metrics.classifier as C
+from gan.data.mnist import load_mnist_split
+from gan.metrics.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
+from gan.utils.errors import GanError
 from tests.conftest import SHARED_MNIST
 from tests.mnist_files import write_tiny_mnist
 

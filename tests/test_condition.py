@@ -12,13 +12,13 @@ import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from gan.errors import GanError
-from gan.module import GAN
-from gan.sample import load_gan
-from gan.sample import main as sample_main
-from gan.sampling import generate
-from gan.train import train
-from gan.validate import validate
+from gan.core.sampling import generate
+from gan.tools.sample import load_gan
+from gan.tools.sample import main as sample_main
+from gan.training.module import GAN
+from gan.training.run import train
+from gan.training.validate import validate
+from gan.utils.errors import GanError
 from tests.conftest import TINY
 from tests.test_faults import compose_cfg
 
@@ -168,9 +168,9 @@ def test_resume_refuses_another_condition(make_cfg: MakeCfg, tmp_path: Path) -> 
 
 
 def test_label_accuracy_and_intra_fid(tiny_root: Path) -> None:
-    from gan.classifier import load_or_train
-    from gan.metrics import GanMetrics
-    from gan.mnist import load_mnist_split
+    from gan.data.mnist import load_mnist_split
+    from gan.metrics.classifier import load_or_train
+    from gan.metrics.scores import GanMetrics
 
     clf = load_or_train(
         str(tiny_root), "train", max_epochs=1, accelerator="cpu", progress_bar=False

@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from gan.config import to_dict
-from gan.errors import GanError
-from gan.module import GAN
-from gan.validate import validate
+from gan.training.config import to_dict
+from gan.training.module import GAN
+from gan.training.validate import validate
+from gan.utils.errors import GanError
 from tests.conftest import CONF
 
 MakeCfg = Callable[..., DictConfig]

@@ -1,4 +1,4 @@
-"""Tests of gan.data: loading, batches, ordering, resume, errors. CPU only, never downloads."""
+"""Tests of gan.data.datamodule: loading, batches, ordering, resume, errors. CPU only, never downloads."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 import torchvision
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.data import MNISTDataModule
-from gan.errors import GanError
-from gan.mnist import has_split, load_mnist_split, missing_files
+from gan.data.datamodule import MNISTDataModule
+from gan.data.mnist import has_split, load_mnist_split, missing_files
+from gan.utils.errors import GanError
 from tests.mnist_files import tiny_images, write_tiny_mnist
 
 SHARED = Path("/work/shared/mnist")

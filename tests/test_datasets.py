@@ -1,4 +1,4 @@
-"""Tests of the MNIST family in gan.mnist and gan.data: Fashion-MNIST, KMNIST, EMNIST letters
+"""Tests of the MNIST family in gan.data.mnist and gan.data.datamodule: Fashion-MNIST, KMNIST, EMNIST letters
 and Stacked MNIST, on tiny files the tests write in torchvision's layout. Never downloads."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 from hydra.utils import instantiate
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.data import MNISTDataModule
-from gan.errors import GanError
-from gan.mnist import DATASETS, has_split, load_split, missing_files, raw_folder, stack_digits
-from gan.validate import validate
+from gan.data.datamodule import MNISTDataModule
+from gan.data.mnist import DATASETS, has_split, load_split, missing_files, raw_folder, stack_digits
+from gan.training.validate import validate
+from gan.utils.errors import GanError
 from tests.mnist_files import tiny_images, write_tiny, write_tiny_mnist
 
 FILES = ["fashion_mnist", "kmnist", "emnist_letters"]  # the data sets with files of their own

@@ -36,14 +36,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-import gan.health
-import gan.sample
-import gan.train
-from gan.config import register, to_dict
-from gan.errors import GanError
-from gan.faults import AtomicCheckpointIO, CheckOutputDir, Interrupted, check_resume_checkpoint
-from gan.files import check_writable, checkpoint_dir
-from gan.train import train
+import gan.tools.sample
+import gan.training.health
+import gan.training.run
+from gan.training.checkpoints import check_resume_checkpoint, checkpoint_dir
+from gan.training.config import register, to_dict
+from gan.training.faults import AtomicCheckpointIO, CheckOutputDir, Interrupted
+from gan.training.run import train
+from gan.utils.errors import GanError
+from gan.utils.files import check_writable
 from tests.conftest import CONF, TINY
 from tests.mnist_files import write_tiny_mnist
 
@@ -260,7 +261,7 @@ CASES: list[Case] = [
     ),
 ]
 
-# Added to every gan.train case unless the case sets the same key: tiny data, CPU, quiet.
+# Added to every gan.training.run case unless the case sets the same key: tiny data, CPU, quiet.
 TRAIN_BASE = (
     "data.root={data}",
     "data.download=false",
@@ -381,7 +382,7 @@ def warm_classifier(root: Path) -> None:
     training it does not (fork_rng): a run that trains it and a run that loads it would
     start from different RNG states, however exact the resume.
     """
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     load_or_train(str(root), "train", download=False, accelerator="cpu", progress_bar=False)
 
@@ -449,11 +450,11 @@ TOTAL = 3 * PER_EPOCH
 LAUNCHER = """
 import os, runpy, sys, time
 from pathlib import Path
-import gan.module
+import gan.training.module
 
 AT = int(os.environ["GAN_TEST_PAUSE_AT"])
 FLAG = Path(os.environ["GAN_TEST_PAUSE_FLAG"])
-step = gan.module.GAN.training_step
+step = gan.training.module.GAN.training_step
 
 def training_step(self, batch, batch_idx):
     out = step(self, batch, batch_idx)
@@ -466,7 +467,7 @@ def training_step(self, batch, batch_idx):
             time.sleep(0.01)
     return out
 
-gan.module.GAN.training_step = training_step
+gan.training.module.GAN.training_step = training_step
 sys.argv[0] = "gan/train.py"
 runpy.run_module("gan.train", run_name="__main__", alter_sys=True)
 """
@@ -1197,13 +1198,13 @@ def test_a_save_cut_short_leaves_last_ckpt_intact(
     assert snapshot(last.parent) == before
     assert not list(last.parent.glob(".last.ckpt*.tmp"))
     check_resume_checkpoint(last, to_dict(compose_cfg(tmp_path, "model=mlp").model), ema=False)
-    assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
+    assert gan.tools.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
 
     # A real SIGKILL cannot clean up: its temp file is ignored, then removed by the next save
     # (the random name of this version, and the fixed one of older versions).
     for left in (".last.ckpt.k1ll3d00.tmp", ".last.ckpt.tmp"):
         (last.parent / left).write_bytes(b"half a checkpoint")
-    assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
+    assert gan.tools.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
     AtomicCheckpointIO().save_checkpoint(checkpoint, last)
     assert not list(last.parent.glob(".last.ckpt*.tmp"))
     assert load(last)["gan_iteration"] == checkpoint["gan_iteration"]
@@ -1303,7 +1304,7 @@ def test_deferred_nan_checks_find_the_iteration_one_check_later(
     make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch, on_nonfinite: str
 ) -> None:
     # On a GPU each check's flag is read at the next check (no sync per iteration); forced here.
-    monkeypatch.setattr(gan.health.NanGuard, "defer_checks", lambda self, pl_module: True)
+    monkeypatch.setattr(gan.training.health.NanGuard, "defer_checks", lambda self, pl_module: True)
     cfg = nan_cfg(make_cfg, f"guard.on_nonfinite={on_nonfinite}", at=8)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if on_nonfinite == "rollback":
@@ -1354,7 +1355,7 @@ def run_case_in_process(case: Case, paths: dict[str, Path], monkeypatch: pytest.
     module, *args = fill(full_args(case), paths)
     if module == "gan.sample":
         with pytest.raises(SystemExit) as exit_:
-            gan.sample.main(args)
+            gan.tools.sample.main(args)
         return str(exit_.value.code)
 
     def no_network(*a: Any, **k: Any) -> Any:

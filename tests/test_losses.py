@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gan.config import LabelSmoothingConfig
-from gan.losses import LOSSES, gradient_penalty, make_targets
+from gan.core.losses import LOSSES, gradient_penalty, make_targets
+from gan.training.config import LabelSmoothingConfig
 
 REAL = torch.tensor([2.0, 0.0])
 FAKE = torch.tensor([-1.0, 1.0])

@@ -1,4 +1,4 @@
-"""Tests of gan/metrics.py: FID/KID through torchmetrics, PRDC through prdc, class statistics,
+"""Tests of gan/metrics/scores.py: FID/KID through torchmetrics, PRDC through prdc, class statistics,
 checkpoints.
 
     .venv/bin/pytest -q tests/test_metrics.py                      # fast ones
@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from gan.classifier import MNISTClassifier, freeze
-from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, prdc_scores
-from gan.mnist import load_mnist_split
-from gan.ranges import to_unit_range
+from gan.core.ranges import to_unit_range
+from gan.data.mnist import load_mnist_split
+from gan.metrics.classifier import MNISTClassifier, freeze
+from gan.metrics.scores import ClassifierFeatures, GanMetrics, class_stats, prdc_scores
 from tests.conftest import SHARED_MNIST
 from tests.test_classifier import HAS_SHARED, real_classifier
 

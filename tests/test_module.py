@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from gan.errors import GanError
-from gan.module import GAN, LightningUpdates
+from gan.training.module import GAN, LightningUpdates
+from gan.utils.errors import GanError
 
 MakeCfg = Callable[..., DictConfig]
 

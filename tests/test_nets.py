@@ -5,8 +5,8 @@ import importlib
 import pytest
 import torch
 
-from gan.errors import GanError
 from gan.nets import ARCHITECTURES
+from gan.utils.errors import GanError
 
 B = 4
 # Thin networks keep the whole file fast on CPU.

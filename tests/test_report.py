@@ -10,9 +10,9 @@ import pytest
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 
-from gan.report import higher_is_better, main
-from gan.report_plot import log_x
-from gan.report_scores import read_wandb
+from gan.tools.report import higher_is_better, main
+from gan.tools.report_plot import log_x
+from gan.tools.report_scores import read_wandb
 
 LONG_ERROR = (
     "GanError: optimizer.lr=-1.0 is out of range: it must be > 0. Fix it with optimizer.lr=... "

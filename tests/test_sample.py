@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
-from gan.config import register
-from gan.module import GAN
-from gan.sample import main
+from gan.tools.sample import main
+from gan.training.config import register
+from gan.training.module import GAN
 from tests.conftest import CONF, TINY
 
 ROOT = CONF.parent

@@ -15,8 +15,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gan.module import GAN
-from gan.train import train
+from gan.training.module import GAN
+from gan.training.run import train
 from tests.conftest import CONF
 
 MakeCfg = Callable[..., DictConfig]

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gan.classifier import MNISTClassifier, classifier_key, freeze, load_or_train
-from gan.metrics import GanMetrics, class_stats, mode_stats
-from gan.stacked import StackedClassifier
+from gan.metrics.classifier import MNISTClassifier, classifier_key, freeze, load_or_train
+from gan.metrics.scores import GanMetrics, class_stats, mode_stats
+from gan.metrics.stacked import StackedClassifier
 from tests.mnist_files import write_tiny
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The one update step: the module and the benchmark's floor run the same computation.
 
 From the same weights, noise (the same RNG state) and real images, one iteration of the
-module inside `trainer.fit` and one of the plain floor (`gan.floor.PlainLoop`) must
+module inside `trainer.fit` and one of the plain floor (`gan.perf.floor.PlainLoop`) must
 leave bit-identical weights, for every kind of step: losses with and without targets,
 the gradient penalty, label smoothing that draws noise, uniform latents, a D:G ratio,
 reuse of fakes, clipping and each kind of class conditioning.
@@ -17,10 +17,10 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from gan.build import build
-from gan.floor import PlainLoop
-from gan.losses import LOSSES
-from gan.step import GanStep
+from gan.core.losses import LOSSES
+from gan.core.step import GanStep
+from gan.perf.floor import PlainLoop
+from gan.training.build import build
 
 MakeCfg = Callable[..., DictConfig]
 

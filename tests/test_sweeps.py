@@ -21,8 +21,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, LogUniformDistribution
 
-from gan.config import register
-from gan.report import main as report
+from gan.tools.report import main as report
+from gan.training.config import register
 from tests.conftest import CONF
 
 ROOT = CONF.parent

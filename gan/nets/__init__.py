@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from gan.errors import GanError
+from gan.utils.errors import GanError
 
 ARCHITECTURES = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
 ROLES = ("Generator", "Discriminator")

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gan.errors import GanError
 from gan.nets import check_images, check_latent_dim
+from gan.utils.errors import GanError
 
 CONDITIONS = ("none", "concat", "projection", "acgan")  # `condition.name`
 

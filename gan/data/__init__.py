@@ -1,0 +1,1 @@
+"""The data: MNIST and its family on disk (mnist) and the Lightning DataModule (datamodule)."""
