@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gan.training.module import GAN
 
 HINT = CKPT_HINT
+MAX_LATENT = 4096  # latents a file may ask for: 8 and 100 are the ones in use
 # A group a checkpoint lacks did not exist when it was written: it gets the value the
 # project then had, where the schema's default has changed since (no EMA G was kept then).
 FORMER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -83,6 +84,13 @@ def rebuild(hparams: dict[str, Any], label: str, trust_code: bool = False) -> GA
             f"{', '.join(unknown)}, which are not config groups. {HINT}."
         )
     hparams = {**{k: v for k, v in FORMER_DEFAULTS.items() if k not in hparams}, **hparams}
+    dim = (
+        (hparams.get("noise") or {}).get("dim", 0) if isinstance(hparams.get("noise"), dict) else 0
+    )
+    if isinstance(dim, int) and dim > MAX_LATENT:
+        raise GanError(
+            f"{label} has noise.dim={dim}: more latents than any GAN here uses ({MAX_LATENT})."
+        )
     try:
         plain_values(hparams, "hyper_parameters")
         return GAN(trust_code=trust_code, **hparams)
@@ -353,6 +361,34 @@ def check_resume_checkpoint(
             f"ema.enabled={keep}), but this run has ema.enabled={str(ema).lower()}. Resume with "
             f"ema.enabled={keep}."
         )
+    check_callback_paths(ckpt, path)
+
+
+def check_callback_paths(ckpt: dict[str, Any], path: Path) -> None:
+    """GanError when a callback's saved state names a file outside the checkpoint's folder.
+
+    Lightning's ModelCheckpoint restores the paths of the checkpoints it kept (when its
+    folder is unchanged) and later deletes the ones it replaces: a crafted state
+    (`<dir>/../../file`) would delete any file. Each path must lie in the state's own folder.
+    """
+    for name, state in (ckpt.get("callbacks") or {}).items():
+        if not isinstance(state, dict):
+            continue
+        home = os.path.realpath(str(state.get("dirpath") or path.parent))
+        paths = [
+            state.get(k) for k in ("best_model_path", "kth_best_model_path", "last_model_path")
+        ]
+        paths += list((state.get("best_k_models") or {}).keys())
+        for p in paths:
+            if not p:
+                continue
+            real = os.path.realpath(str(p))
+            if os.path.dirname(real) != home:
+                raise GanError(
+                    f"ckpt_path={path} names {p} in its {str(name).split('{')[0]} state, which is "
+                    f"not in that callback's folder: a resume would write or delete there. "
+                    f"Resume from a checkpoint this project wrote, in its run folder."
+                )
 
 
 # ---- a shared generator folder (gan.training.hub's layout) ----
@@ -372,6 +408,8 @@ def read_config(folder: Path) -> dict[str, Any]:
         if size > MAX_CONFIG_BYTES:
             raise GanError(f"{path} is {size:,} bytes, not a generator's config. {hint}.")
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise GanError(f"{path} is nested too deeply to be a config. {hint}.") from None
     except FileNotFoundError:
         raise GanError(f"{folder} has {WEIGHTS} but no {CONFIG}. {hint}.") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -379,10 +417,11 @@ def read_config(folder: Path) -> dict[str, Any]:
     hparams = data.get("hyper_parameters") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(hparams, dict):
         raise GanError(f"{path} is not a config written by this project. {hint}.")
-    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
         raise GanError(
-            f"{path} is format version {data.get('version')!r}; this version of gan reads "
-            f"up to {VERSION}. Update gan, or export the generator again."
+            f"{path} has version={version!r}; this version of gan reads versions 1 to "
+            f"{VERSION}. Update gan, or export the generator again."
         )
     return data
 
@@ -406,19 +445,29 @@ def load_folder(folder: Path, trust_code: bool = False) -> GAN:
     want = shared_state(module)
     missing = sorted(set(want) - set(state))
     extra = sorted(set(state) - set(want))
-    wrong = sorted(k for k in set(want) & set(state) if state[k].shape != want[k].shape)
+    wrong = sorted(
+        k
+        for k in set(want) & set(state)
+        if state[k].shape != want[k].shape
+        or state[k].dtype != want[k].dtype
+        or (state[k].is_floating_point() and not bool(state[k].isfinite().all()))
+    )
     if missing or extra or wrong:
         what = (
             f"missing {missing[0]}"
             if missing
             else f"unexpected {extra[0]}"
             if extra
-            else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}"
+            else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, dtype "
+            f"{state[wrong[0]].dtype} or non-finite values"
         )
         raise GanError(
             f"{path} does not fit the generator its {CONFIG} describes ({what}): the two "
             f"files come from different exports. Export the generator again."
         )
     module.load_state_dict(state, strict=False)  # D is not in the folder
-    module.on_load_checkpoint({"gan_iteration": int(data.get("iteration", 0))})
+    iteration = data.get("iteration", 0)
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise GanError(f"{folder / CONFIG} has iteration={iteration!r}: not a count of iterations.")
+    module.on_load_checkpoint({"gan_iteration": iteration})
     return module.eval()

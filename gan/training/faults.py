@@ -355,6 +355,8 @@ class CheckOutputDir(_HydraCallback):  # type: ignore[misc,valid-type]
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         if not run_dir.exists():  # everything in it will be this command's
             FRESH_RUN_DIRS.add(run_dir)
+            if not run_dir.parent.exists():  # outputs/<date>/ too
+                FRESH_RUN_DIRS.add(run_dir.parent)
         out, checkpoints = _planned_folders(config)
         own = out != Path(str(config.hydra.run.dir)).absolute()  # paths.output_dir was set
         key = "paths.output_dir" if own else "hydra.run.dir"

@@ -52,9 +52,13 @@ HARMLESS = (
 
 def resume_command(run: str | Path, *extra: str) -> str:
     """The command that continues the run in folder `run`: what the hints print, verbatim."""
+    import re
     import shlex
 
-    return " ".join(["python -m gan.train", f"ckpt_path={shlex.quote(str(run))}", *extra])
+    value = str(run)
+    if re.search(r"[\s,=\[\]{}()'\"\\:*?$]", value):  # Hydra's override grammar: quote it
+        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return " ".join(["python -m gan.train", shlex.quote(f"ckpt_path={value}"), *extra])
 
 
 def run_of(ckpt_path: str | None) -> tuple[Path, Path] | None:
@@ -146,21 +150,92 @@ def targets(node: Any, where: str = "") -> list[tuple[str, str]]:
     return out
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a run's config.yaml is a few kB
+
+
 def load_saved(run: Path) -> dict[str, Any]:
-    """The run's config.yaml as a plain dict (YAML's safe loader); GanError if unreadable."""
+    """The run's config.yaml as a plain dict: YAML's safe loader without aliases, no
+    interpolations (`${...}`: this project saves resolved configs), no symlinks in the run
+    folder; GanError otherwise."""
     import yaml
 
+    from gan.training.checkpoints import plain_values
+
     path = run / "config.yaml"
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError(
+                    "it uses a YAML alias (*name), which a saved config never does"
+                )
+            return super().compose_node(parent, index)
+
+    check_links(run)
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise GanError(f"{path} is over {MAX_CONFIG_BYTES:,} bytes: not a saved config.")
+        saved = yaml.load(path.read_text(encoding="utf-8"), Loader=NoAliases)  # noqa: S506
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
         raise GanError(
             f"{path} is not readable YAML ({first_line(e)}): resume with the run's overrides "
             f"given again, or start a new run."
         ) from None
     if not isinstance(saved, dict):
         raise GanError(f"{path} holds no config: start a new run, or restore the file.")
+    plain_values(saved, str(path))
     return saved
+
+
+def check_links(run: Path) -> None:
+    """GanError when anything in the run folder is a symbolic link: a resume writes into
+    the folder, and a link would send those writes elsewhere."""
+    import os
+
+    for folder, dirs, files in os.walk(run, followlinks=False):
+        for name in [*dirs, *files]:
+            entry = Path(folder) / name
+            if entry.is_symlink():
+                raise GanError(
+                    f"{entry} is a symbolic link: a resume writes into its run folder, and the "
+                    f"link would send those writes elsewhere. Copy the run with its files "
+                    f"(cp -rL), or remove the link."
+                )
+
+
+def rebased(node: Any, old: str, new: str) -> Any:
+    """A plain container with every string path under `old` (the folder the run was saved
+    in) moved under `new` (where it is now): a copied or moved run writes into itself."""
+    if isinstance(node, dict):
+        return {k: rebased(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [rebased(v, old, new) for v in node]
+    if isinstance(node, str) and old and (node == old or node.startswith(old.rstrip("/") + "/")):
+        return new + node[len(old.rstrip("/")) :]
+    return node
+
+
+_ABSENT = object()
+# Config keys that name where a callback or logger writes: all must lie in the run folder.
+PATH_KEYS = ("dirpath", "save_dir", "default_root_dir", "root_dir", "log_dir", "output_dir")
+
+
+def check_paths(node: Any, run: Path, where: str = "") -> None:
+    """GanError when a writing path of the config lies outside the run folder."""
+    import os
+
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{where}.{k}" if where else str(k)
+            if k in PATH_KEYS and isinstance(v, str) and v:
+                real, home = os.path.realpath(v), os.path.realpath(run)
+                if real != home and not real.startswith(home + os.sep):
+                    raise GanError(
+                        f"{run / 'config.yaml'} has {key}={v}, outside the run folder: a resume "
+                        f"writes only into its own run. Restore the run's config.yaml."
+                    )
+            else:
+                check_paths(v, run, key)
 
 
 def _value(node: Any, key: str) -> Any:
@@ -179,13 +254,25 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
         return None
     run, ckpt = found
     saved = renamed(load_saved(run))
+    was = saved.get("paths", {}).get("output_dir") if isinstance(saved.get("paths"), dict) else None
+    saved = rebased(saved, str(was or ""), str(run))
     plain = OmegaConf.create(saved)
+    schedule = _value(plain, "optimizer.schedule")
     changed = []
     for key in dict.fromkeys(override_key(o) for o in overrides):
+        new, old = _value(cfg, key), _value(plain, key)
+        if key.startswith(("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")):
+            if schedule not in (None, "constant") and new != old:
+                changed.append(
+                    f"{key}={new} (the run has {old}, and optimizer.schedule={schedule} spreads "
+                    f"its decay over the run's length)"
+                )
+            continue
         if harmless(key):
             continue
-        new, old = _value(cfg, key), _value(plain, key)
-        if new != old:
+        if OmegaConf.select(plain, key, default=_ABSENT) is _ABSENT:
+            changed.append(f"{key} (not a setting of the run: a recipe or search picks a new one)")
+        elif new != old:
             changed.append(f"{key}={new} (the run has {old})")
     if changed:
         raise GanError(
@@ -220,6 +307,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
         for k, v in targets(OmegaConf.to_container(merged, resolve=False))
         if v not in known_targets()
     ]
+    check_paths(OmegaConf.to_container(merged, resolve=False), run)
     if unknown and not trust:
         key, value = unknown[0]
         raise GanError(

@@ -217,8 +217,9 @@ def remove_fresh_folder(out: Path) -> None:
             handler.close()
             logging.getLogger().removeHandler(handler)
     shutil.rmtree(out, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        out.parent.rmdir()  # outputs/<date>/, only if empty
+    if out.parent in FRESH_RUN_DIRS:  # outputs/<date>/, when this command made it too
+        with contextlib.suppress(OSError):
+            out.parent.rmdir()  # only if empty
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -278,6 +279,13 @@ def run(cfg: DictConfig) -> float | None:
         if isinstance(err, GanError):
             raise SystemExit(f"error: {err}") from None
         raise
+    if held and not started.get("fit"):  # a resume with nothing left to train
+        print(
+            f"nothing to train: {out} already reached trainer.max_epochs="
+            f"{cfg.trainer.max_epochs}; its result.json is kept. Pass a larger "
+            f"trainer.max_epochs to go on."
+        )
+        return None
     status = "diverged" if value is not None and not math.isfinite(value) else "ok"
     if value is None:
         log.warning("%s was never logged: nothing for a sweeper to rank", cfg.optimized_metric)

@@ -47,6 +47,8 @@ def atomic_write(
         finally:
             os.close(fd)
         write(tmp)
+        if not tmp.is_symlink():  # a writer that replaced the file (safetensors) made it 0600
+            os.chmod(tmp, 0o666 & ~_umask())
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
