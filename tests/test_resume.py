@@ -94,3 +94,89 @@ def test_a_saved_config_cannot_grant_itself_trust(finished: Path, tmp_path: Path
     res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
     assert res.returncode == 1 and "trust_code=true" in res.stderr
     assert not (tmp_path / "code-ran.txt").exists()
+
+
+def test_an_interpolation_in_config_yaml_runs_no_code(finished: Path, tmp_path: Path) -> None:
+    """oc.decode would turn a string into a node with any _target_ once Hydra resolves it."""
+    marker = tmp_path / "code-ran.txt"
+    node = f"{{_target_: pathlib.Path.write_text, self: {marker}, data: x}}"
+    config = finished / "config.yaml"
+    text = config.read_text().replace(
+        "callbacks:\n", f"callbacks:\n  zz: '${{oc.decode:\"{node}\"}}'\n", 1
+    )
+    config.write_text(text)
+    before = snapshot(finished)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
+    assert res.returncode == 1 and "is an interpolation" in res.stderr, res.stderr[-2000:]
+    assert not marker.exists() and snapshot(finished) == before
+
+
+def test_a_checkpoint_cannot_make_a_resume_delete_files(finished: Path, tmp_path: Path) -> None:
+    """ModelCheckpoint's restored paths are deleted when replaced: `..` must not escape."""
+    import torch
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    last = finished / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    for key, state in ckpt["callbacks"].items():
+        if key.startswith("ModelCheckpoint"):
+            escape = f"{state['dirpath']}/../../{victim.name}"
+            state["best_k_models"] = {escape: torch.tensor(1e9)}
+            state["kth_best_model_path"] = state["best_model_path"] = escape
+    torch.save(ckpt, last)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=3")
+    assert res.returncode == 1 and "not in that callback's folder" in res.stderr
+    assert victim.read_text() == "keep me"
+
+
+def test_a_copied_run_resumes_into_itself(finished: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    before = snapshot(finished)
+    res = cli(f"ckpt_path={copy}", "trainer.max_epochs=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert snapshot(finished) == before, "the resume of the copy wrote into the original"
+    assert load(copy / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+
+def test_a_link_in_the_run_folder_is_refused(finished: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.csv"
+    victim.write_text("a,b\n1,2\n3,4\n")
+    metrics = finished / "csv" / "metrics.csv"
+    metrics.unlink(missing_ok=True)
+    metrics.parent.mkdir(exist_ok=True)
+    metrics.symlink_to(victim)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
+    assert res.returncode == 1 and "symbolic link" in res.stderr
+    assert victim.read_text() == "a,b\n1,2\n3,4\n"
+
+
+def test_a_recipe_or_a_longer_decay_on_a_resume_is_refused(finished: Path) -> None:
+    res = cli(f"ckpt_path={finished}", "experiment=fast_mnist")
+    assert res.returncode == 1 and "experiment (not a setting of the run" in res.stderr
+
+
+def test_nothing_left_to_train_keeps_the_result(finished: Path) -> None:
+    result = '{"status": "ok", "value": 1.5}\n'
+    (finished / "result.json").write_text(result)
+    res = cli(f"ckpt_path={finished}")  # it already reached its max_epochs
+    assert res.returncode == 0 and "nothing to train" in res.stdout
+    assert (finished / "result.json").read_text() == result
+
+
+@pytest.mark.parametrize("name", ["a,b", "p=q", "it's", "with space", "d$x"])
+def test_the_hint_survives_any_folder_name(name: str, tmp_path: Path) -> None:
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gan.training.resume import resume_command
+
+    run = tmp_path / name
+    args = shlex.split(resume_command(run))
+    assert args[:3] == ["python", "-m", "gan.train"]
+    override = OverridesParser.create().parse_override(args[3])
+    assert override.key_or_group == "ckpt_path" and override.value() == str(run)
