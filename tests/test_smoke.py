@@ -12,7 +12,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from gan.training.module import GAN
@@ -145,18 +144,13 @@ class Spy(L.Callback):
 
 
 def test_classifier_stays_in_eval_mode_during_fit(make_cfg: MakeCfg) -> None:
-    cfg = make_cfg("model=mlp", "trainer.max_epochs=2")
-    module = GAN.from_config(cfg)
+    from gan.training.build import build
+
+    cfg = make_cfg("model=mlp", "trainer.max_epochs=2", "logger=none")
     spy = Spy()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        callbacks=[spy],
-        enable_progress_bar=False,
-        default_root_dir=cfg.paths.output_dir,
-    )
-    trainer.fit(module, datamodule=instantiate(cfg.data))
+    run = build(cfg, callbacks=[spy])  # the builder hands the module its scores' classifier
+    module = run.module
+    run.trainer.fit(module, datamodule=run.datamodule)
     assert spy.classifier_training and not any(spy.classifier_training)
     assert not any(p.requires_grad for p in module.metrics.classifier.parameters())
 

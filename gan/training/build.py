@@ -20,6 +20,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from gan.metrics.classifier import load_or_train
+from gan.metrics.scores import GanMetrics
 from gan.training.config import to_dict
 from gan.training.faults import AtomicCheckpointIO, RngState
 from gan.training.health import NanGuard
@@ -62,4 +64,11 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), **trainer_args:
         plugins=[AtomicCheckpointIO()],
         **trainer_args,
     )
-    return Run(GAN.from_config(cfg), instantiate(cfg.data), trainer, loggers)
+    module = GAN.from_config(cfg)
+    if cfg.metrics.enabled:  # the cached classifier (trained first when missing)
+        m = cfg.metrics
+        clf = load_or_train(
+            m.root, m.split, m.download, max_epochs=m.classifier_epochs, dataset=m.dataset
+        )
+        module.metrics = GanMetrics(clf)  # frozen; its state_dict is empty: not in checkpoints
+    return Run(module, instantiate(cfg.data), trainer, loggers)

@@ -38,7 +38,6 @@ from gan.core.optim import SCHEDULES, build_optimizers, build_schedulers, clip_g
 from gan.core.ranges import to_unit_range
 from gan.core.sampling import generate, sample_labels, sample_z
 from gan.core.step import GanStep, StepOutput
-from gan.metrics.classifier import load_or_train
 from gan.metrics.scores import GanMetrics
 from gan.nets.base import build_nets
 from gan.training.config import MODULE_GROUPS, module_config, to_dict
@@ -145,7 +144,9 @@ class GAN(L.LightningModule):
         # out of the module registry, so checkpoints hold the plain networks' keys.
         self.__dict__["_g"], self.__dict__["_d"] = self.generator, self.discriminator
         self.gan_step = GanStep.from_config(self.cfg, self.sample_z, self.sample_labels)
-        self.metrics: GanMetrics | None = None  # built in setup(): not needed to sample
+        # The scores' networks: the builder hands them over (gan.training.build); None: no
+        # validation scores (a module built to sample, or metrics.enabled=false)
+        self.metrics: GanMetrics | None = None
         self._real: list[Tensor] = []
         self._floor_logged = False  # the real-vs-real floor is logged once per run
         self.floor: dict[str, float] = {}  # the real-vs-real scores, once measured
@@ -306,14 +307,7 @@ class GAN(L.LightningModule):
             mode = self.cfg.perf.compile_mode
             self.__dict__["_g"] = torch.compile(self.generator, mode=mode)
             self.__dict__["_d"] = torch.compile(self.discriminator, mode=mode)
-        c = self.cfg.metrics
-        if (
-            c.enabled and self.metrics is None
-        ):  # gan.training.run has made the classifier: this loads it
-            clf = load_or_train(
-                c.root, c.split, c.download, max_epochs=c.classifier_epochs, dataset=c.dataset
-            )
-            self.metrics = GanMetrics(clf)  # frozen; its state_dict is empty: not in checkpoints
+        if self.metrics is not None:
             # Lightning warns about modules left in eval mode when fit starts: those are the
             # frozen classifier's, on purpose (G and D train as usual).
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")

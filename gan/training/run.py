@@ -23,7 +23,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gan.metrics.classifier import load_or_train
 from gan.training.build import build
 from gan.training.checkpoints import (
     LIGHTNING_NAMES,
@@ -136,12 +135,8 @@ def train(
         save_config()
 
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.metrics.enabled:  # find or train the feature network now, before DDP starts ranks
-        m = cfg.metrics
-        load_or_train(
-            m.root, m.split, m.download, max_epochs=m.classifier_epochs, dataset=m.dataset
-        )
     flags = started if started is not None else {}
+    # The builder finds or trains the scores' classifier now, before DDP starts its ranks.
     run = build(cfg, callbacks=[Started(flags, save_config if in_place else None)])
     for logger in run.loggers:
         logger.log_hyperparams(to_dict(cfg))
