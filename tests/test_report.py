@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from gan.tools.report import higher_is_better, main
 from gan.tools.report_plot import log_x
 from gan.tools.report_scores import read_wandb
+from tests.conftest import cli_error
 
 LONG_ERROR = (
     "GanError: optimizer.lr=-1.0 is out of range: it must be > 0. Fix it with optimizer.lr=... "
@@ -134,7 +135,7 @@ def test_other_metric_falls_back_to_result_json(tmp_path: Path) -> None:
             "error": None,
         },
     )
-    main([str(tmp_path), "--metric", "val/kid", "--out", str(tmp_path / "out")])
+    main([str(tmp_path), "metric=val/kid", f"out={tmp_path / 'out'}"])
     with (tmp_path / "out" / "report.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["job"], r["status"]) for r in rows] == [
@@ -148,7 +149,7 @@ def test_other_metric_falls_back_to_result_json(tmp_path: Path) -> None:
 
 
 def test_no_metric_anywhere_skips_the_plot(sweep: Path, capsys: pytest.CaptureFixture) -> None:
-    main([str(sweep), "--metric", "val/mnist_score"])
+    main([str(sweep), "metric=val/mnist_score"])
     assert "no val/mnist_score in any job: report.png is not drawn" in capsys.readouterr().out
     assert (sweep / "report.csv").exists() and not (sweep / "report.png").exists()
 
@@ -156,7 +157,7 @@ def test_no_metric_anywhere_skips_the_plot(sweep: Path, capsys: pytest.CaptureFi
 def test_several_sweeps_in_one_table(sweep: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     make_job(other, "0", ["optimizer.lr=5e-4"], ok(12.0, 1.0), fid=[12.0])
-    main([str(sweep), str(other), "--out", str(tmp_path / "both")])
+    main([str(sweep), str(other), f"out={tmp_path / 'both'}"])
     with (tmp_path / "both" / "report.csv").open(newline="") as f:
         jobs = [r["job"] for r in csv.DictReader(f)]
     assert jobs == ["12-00-00/1", "other/0", "12-00-00/0", "12-00-00/2"]
@@ -295,7 +296,7 @@ def test_per_job_turns_the_grouping_off(tmp_path: Path) -> None:
     sweep = seed_sweep(tmp_path / "sweep")
     main([str(sweep)])
     assert (sweep / "report_jobs.csv").exists()
-    main([str(sweep), "--per-job"])
+    main([str(sweep), "per_job=true"])
     rows = read_csv(sweep / "report.csv")
     assert [r["job"] for r in rows] == ["5", "3", "1", "2", "0", "4"]
     assert not (sweep / "report_jobs.csv").exists()  # no stale grouped report beside it
@@ -427,13 +428,13 @@ def test_every_logged_score_has_a_column_and_columns_can_be_picked(
     for score in ("val/kid", "val/mnist_score", "val/coverage_entropy"):
         assert f"final {score}" in head
     assert "floor" not in head and "elapsed" not in head
-    main([str(root), "--columns", "val/kid"])
+    main([str(root), "columns=[val/kid]"])
     head = (root / "report.csv").read_text().splitlines()[0].split(",")
     assert [h for h in head if h.startswith(("final", "best"))] == [
         "final val/fid",
         "best val/fid",
         "final val/kid",
     ]
-    with pytest.raises(SystemExit) as err:
-        main([str(root), "--columns", "val/nope"])
-    assert "no job logged val/nope" in str(err.value) and "val/kid" in str(err.value)
+    message = cli_error(main, str(root), "columns=[val/nope]")
+    assert "no job logged val/nope" in message and "val/kid" in message
+    assert "key=value options" in cli_error(main, str(root), "--metric", "val/kid")

@@ -1,16 +1,17 @@
 """Compare the jobs of a sweep: one table, ranked by the best score each job reached.
 
     python -m gan.report multirun/2024-05-01/12-00-00              # one sweep
-    python -m gan.report multirun/2024-05-01 --metric val/kid      # every sweep under a folder
-    python -m gan.report multirun/a multirun/b --out reports/      # several sweeps, one table
+    python -m gan.report multirun/2024-05-01 metric=val/kid        # every sweep under a folder
+    python -m gan.report multirun/a multirun/b out=reports/        # several sweeps, one table
+    python -m gan.report multirun/a columns=[val/kid,val/precision] per_job=true
 
 A job is any folder holding `.hydra/overrides.yaml` or `result.json`. For each job the
 table shows the overrides that differ between jobs (the swept values), how the job ended
 (ok, failed, diverged, or running/killed while `result.json` is missing), the final and
-best value of `--metric` (best is the lowest, or the highest for scores such as
+best value of `metric=` (best is the lowest, or the highest for scores such as
 val/mnist_score, val/coverage, val/precision), the final `val/coverage` and other scores,
 its time and, for a failed job, why. Every scalar score any job logged gets a column
-(floors and the wall clock aside); `--columns val/kid,val/precision` picks them instead. Scores are read whatever the logger was: csv, then
+(floors and the wall clock aside); `columns=[val/kid,val/precision]` picks them instead. Scores are read whatever the logger was: csv, then
 TensorBoard, then W&B (offline runs too), then `result.json` (gan/tools/report_scores.py).
 
 When the jobs differ in `seed` (`-m seed=0,1,2 loss=bce,hinge`), the jobs that differ only
@@ -24,12 +25,11 @@ table when seeds are grouped, else the per-job one), `report_jobs.csv` and `repo
 (the per-job table, when seeds are grouped), and `report.png`: the best score (its mean
 and standard deviation over seeds) against the first swept value, colored by the others,
 on a log axis for a learning rate (`*lr`) or positive values spanning over a decade.
-`--per-job` turns the grouping off.
+`per_job=true` turns the grouping off.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -42,13 +42,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gan.tools.report_plot import natural, plot
 from gan.tools.report_scores import number, read_scores
+from gan.utils.errors import GanError
 from gan.utils.files import atomic_write
+from gan.utils.options import command, parse_options
 
 # Scores that are better when higher (a word of the name after "val/"); prdc_coverage: coverage.
 HIGHER_IS_BETTER = ("mnist_score", "coverage", "inception", "precision", "recall", "density")
@@ -239,7 +242,7 @@ def score_names(jobs: Sequence[Job], metric: str, chosen: Sequence[str] | None =
         unknown = [c for c in chosen if c not in logged]
         if unknown:
             have = ", ".join(sorted(logged)) or "none"
-            raise SystemExit(f"error: no job logged {', '.join(unknown)}; the scores are: {have}")
+            raise GanError(f"no job logged {', '.join(unknown)}; the scores are: {have}.")
         return list(chosen)
     skip = {metric, COVERAGE, "val/elapsed_s"}
     rest = sorted(k for k in logged if k not in skip and not k.endswith("_floor"))
@@ -401,24 +404,42 @@ def report(
     return jobs
 
 
+@dataclass
+class ReportOptions:
+    """`python -m gan.report`'s key=value options (the folders are given bare)."""
+
+    metric: str = "val/fid"  # the score to rank by
+    out: str | None = None  # where the reports go (the first folder)
+    per_job: bool = False  # one row per job even when seeds are swept
+    columns: list[str] | None = None  # the scores after the metric's (every logged score)
+
+
+def parse(argv: Sequence[str]) -> tuple[list[Path], DictConfig]:
+    """Bare arguments are folders; the rest are key=value options (GanError on a mistake)."""
+    folders = [Path(a) for a in argv if "=" not in a and not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-")]
+    if flags:
+        raise GanError(
+            f"{flags[0]} is not an option: gan.report takes key=value options, e.g. "
+            f"metric=val/kid per_job=true columns=[val/kid,val/precision] out=reports/."
+        )
+    cfg, _ = parse_options(
+        [a for a in argv if "=" in a], ReportOptions, "python -m gan.report multirun/<date>/<time>"
+    )
+    if not folders:
+        raise GanError("no sweep folder given: python -m gan.report multirun/<date>/<time>.")
+    return folders, cfg
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m gan.report", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("folders", nargs="+", type=Path, help="sweep folders, e.g. multirun/...")
-    parser.add_argument("--metric", default="val/fid", help="the score to rank by (val/fid)")
-    parser.add_argument("--out", type=Path, help="where the reports go (the first folder)")
-    parser.add_argument(
-        "--per-job", action="store_true", help="one row per job even when seeds are swept"
-    )
-    parser.add_argument(
-        "--columns",
-        help="the scores to show after the metric's, comma-separated, e.g. "
-        "val/kid,val/precision (every logged score)",
-    )
-    args = parser.parse_args(argv)
-    chosen = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    report(args.folders, args.metric, args.out, args.per_job, chosen)
+    """The command line: folders and key=value options; GanError -> `error: ...`, exit 1."""
+
+    def run(args: list[str]) -> None:
+        folders, cfg = parse(args)
+        out = Path(cfg.out) if cfg.out else None
+        report(folders, cfg.metric, out, cfg.per_job, list(cfg.columns) if cfg.columns else None)
+
+    command(argv, __doc__, run)
 
 
 try:  # the Hydra callback: gan.tools.report also works where Hydra is absent
