@@ -31,12 +31,14 @@ NOISE = (
 
 def train_cli(tiny_root: Path, run: Path, *extra: str) -> str:
     """`python -m gan.train` on tiny data as a user runs it; stdout and stderr together."""
-    args = [a for a in TINY if "enable_model_summary" not in a]  # the default's own choice
+    args = [a for a in TINY if "enable_model_summary" not in a and not a.startswith("logger=")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env.pop("WANDB_SILENT", None)  # the tests' own setting: here the project's choice shows
     res = subprocess.run(
         [sys.executable, "-m", "gan.train", *args, f"data.root={tiny_root}", "model=mlp"]
         + ["trainer.max_epochs=1", f"hydra.run.dir={run}", *extra],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -73,6 +75,14 @@ def test_the_end_of_run_table_shows_the_scores_of_result_json(
     for key in ("precision", "recall"):
         assert f"{key} {final[f'val/{key}']:.3g}" in table
     assert f"python -m gan.sample ckpt={run}" in table and f"python -m gan.app ckpt={run}" in table
+
+
+def test_wandb_is_quiet_and_the_scores_still_show(tiny_root: Path, tmp_path: Path) -> None:
+    text = train_cli(tiny_root, tmp_path / "run", "logger=wandb")
+    chatter = [line for line in text.splitlines() if line.startswith("wandb:")]
+    assert not chatter, "\n".join(chatter)
+    assert "run ok in" in text and "val/fid" in text  # the table, not W&B's summary
+    assert "wandb sync" in text  # the one line that says how to upload the offline run
 
 
 def test_verbose_brings_the_detail_back(tiny_root: Path, tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, open_dict
 
@@ -101,6 +102,15 @@ class CSVLogger(LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = HistoryWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class WandbLogger(LightningWandbLogger):
+    """`logger=wandb`: Lightning's WandbLogger without the `anonymous` setting it always
+    passes, which wandb no longer reads and warns about at every run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
 
 
 class CsvHistory(L.Callback):
@@ -177,7 +187,7 @@ def _wandb_node(node: DictConfig) -> DictConfig:
 def finish_loggers(loggers: list[Logger]) -> None:
     """Close W&B runs, so the next sweep job starts a fresh one; say how to upload offline runs."""
     for logger in loggers:
-        if not isinstance(logger, WandbLogger) or logger._experiment is None:
+        if not isinstance(logger, LightningWandbLogger) or logger._experiment is None:
             continue
         run: Any = logger.experiment
         run_dir = Path(run.dir).parent  # <run>/wandb/offline-run-.../files -> its parent

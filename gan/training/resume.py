@@ -81,6 +81,8 @@ MOVED = {
     "gan.health.": "gan.training.health.",
     "gan.loggers.": "gan.training.loggers.",
     "gan.data.MNISTDataModule": "gan.data.datamodule.MNISTDataModule",
+    "lightning.pytorch.loggers.CSVLogger": "gan.training.loggers.CSVLogger",
+    "lightning.pytorch.loggers.WandbLogger": "gan.training.loggers.WandbLogger",
 }
 
 
