@@ -444,10 +444,12 @@ def test_the_gauge_reads_the_runs_own_numbers(make_cfg: Callable[..., DictConfig
     floor are those of the run's last validation (result.json)."""
     from gan.tools.app import held_out, run_files
     from gan.tools.explore import Gauge
-    from gan.train import main as train_main
+    from gan.training.run import train, write_result
 
     cfg = make_cfg("model=mlp", "trainer.max_epochs=1")
-    train_main(cfg)
+    final: dict[str, float] = {}
+    value = train(cfg, final)
+    write_result(cfg, "ok", value, 0.0, final=final)
     run = Path(cfg.paths.output_dir)
     final = json.loads((run / "result.json").read_text())["final"]
     module = load_gan(run)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from gan.training.checkpoints import load_gan
 from gan.training.module import GAN
 from gan.training.run import train
 from tests.conftest import CONF
@@ -165,7 +166,7 @@ def test_ema_differs_from_g_and_is_restored_on_resume(make_cfg: MakeCfg, tmp_pat
     g_steps = first.step_ratio.g_steps
     assert int(sd["ema_generator.n_averaged"]) == 6 * g_steps  # one update per G step
 
-    module = GAN.load_from_checkpoint(last, map_location="cpu")
+    module = load_gan(Path(last))
     assert torch.equal(module.ema_generator.module.net[0].weight, ema)
     assert module.sampling_generator() is module.ema_generator.module
 

@@ -27,6 +27,7 @@ from gan.core.step import GanStep
 from gan.metrics.classifier import load_or_train
 from gan.metrics.scores import GanMetrics
 from gan.training.build import build
+from gan.training.checkpoints import load_gan
 from gan.training.module import GAN, ema_update_fn, recompute_bn_stats
 from gan.training.run import train
 from gan.training.validate import validate
@@ -381,7 +382,7 @@ def test_after_a_short_run_the_ema_generator_scores_at_least_as_well_as_g(
     )
     cfg.paths.output_dir = str(tmp_path / "run")
     train(cfg)
-    module = GAN.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    module = load_gan(tmp_path / "run" / "checkpoints" / "last.ckpt")
     run = build(cfg)
     run.datamodule.setup("fit")
     real = torch.cat(
