@@ -397,7 +397,7 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gan_sample_refuses_an_existing_out(
     ckpt: Path, tmp_path: Path, fmt: str, no_loading: None
 ) -> None:
-    out = tmp_path / f"old.{fmt}"
+    out = tmp_path / {"grid": "old.png", "pt": "old.pt"}[fmt]
     out.write_bytes(b"older samples")
     line = cli_error(gan.tools.sample.main, f"ckpt={ckpt}", f"format={fmt}", f"out={out}")
     assert f"out={out} already exists" in line and "overwrite=true" in line

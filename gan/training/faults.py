@@ -277,11 +277,14 @@ def check_run_folder(
     A folder holds a run when it has a `config.yaml`, a `result.json` or a `checkpoints/`
     (gan.utils.files.RUN_FILES). Writing there is fine when this run resumes that one
     (`ckpt_path=` in `out` or `checkpoints`, or Lightning's `last`/`best`/`hpc`), or when
-    the user said `overwrite=true`. `key` is the setting that picks the folder.
+    the user said `overwrite=true`. `key` is the setting that picks the folder. DDP's other
+    ranks pass: Lightning starts them in the folder rank 0 checked and began writing.
     """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     out, checkpoints = Path(out), Path(checkpoints)
     found = run_files(out)
-    if overwrite or not found or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints)):
+    if rank_zero_only.rank != 0 or overwrite or not found or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints)):
         return
     shown = ", ".join(f"{n}/" if n == "checkpoints" else n for n in found)
     raise GanError(

@@ -243,9 +243,9 @@ def check_paths(node: Any, run: Path, where: str = "") -> None:
 def _value(node: Any, key: str) -> Any:
     try:
         value = OmegaConf.select(node, key, throw_on_missing=False)
-    except OmegaConfBaseException:
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    except OmegaConfBaseException:  # `${hydra:...}` before Hydra's run has started
         return "<unresolved>"
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
@@ -261,7 +261,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
     plain = OmegaConf.create(saved)
     schedule = _value(plain, "optimizer.schedule")
     changed = []
-    for key in dict.fromkeys(override_key(o) for o in overrides):
+    typed = {override_key(o): o.lstrip("+~") for o in overrides}  # the last one wins, as in Hydra
+    for key, given in typed.items():
+        if harmless(key) and not key.startswith("trainer.max_"):
+            continue
         new, old = _value(cfg, key), _value(plain, key)
         if key.startswith(("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")):
             if schedule not in (None, "constant") and new != old:
@@ -270,10 +273,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
                     f"its decay over the run's length)"
                 )
             continue
-        if harmless(key):
-            continue
         if OmegaConf.select(plain, key, default=_ABSENT) is _ABSENT:
             changed.append(f"{key} (not a setting of the run: a recipe or search picks a new one)")
+        elif isinstance(new, dict) and new != old:  # a group: `model=dcgan`, not its fields
+            changed.append(f"{given} (the run's {key} differs)")
         elif new != old:
             changed.append(f"{key}={new} (the run has {old})")
     if changed:
@@ -309,7 +312,14 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
         for k, v in targets(OmegaConf.to_container(merged, resolve=False))
         if v not in known_targets()
     ]
-    check_paths(OmegaConf.to_container(merged, resolve=False), run)
+    try:  # an override's `${paths.output_dir}` resolves to the run folder set above
+        resolved = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise GanError(
+            f"ckpt_path={run}: the resumed config does not resolve ({first_line(e)}): drop the "
+            f"override that names it."
+        ) from None
+    check_paths(resolved, run)
     if unknown and not trust:
         key, value = unknown[0]
         raise GanError(
