@@ -284,7 +284,12 @@ def check_run_folder(
 
     out, checkpoints = Path(out), Path(checkpoints)
     found = run_files(out)
-    if rank_zero_only.rank != 0 or overwrite or not found or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints)):
+    if (
+        rank_zero_only.rank != 0
+        or overwrite
+        or not found
+        or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints))
+    ):
         return
     shown = ", ".join(f"{n}/" if n == "checkpoints" else n for n in found)
     raise GanError(
