@@ -13,7 +13,7 @@ import torch
 
 from gan import bench
 from gan.floor import PlainLoop
-from tests.conftest import SHARED_MNIST, TINY
+from tests.helpers import SHARED_MNIST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
+    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
             "--models",
@@ -65,7 +65,7 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
 def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, timing) -> None:
     # span: the GPU's way (no sync inside the timed block), here on the CPU
     out = tmp_path / "bench"
-    overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
+    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
             "--models",

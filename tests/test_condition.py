@@ -19,8 +19,7 @@ from gan.sample import main as sample_main
 from gan.sampling import generate
 from gan.train import train
 from gan.validate import validate
-from tests.conftest import TINY
-from tests.test_faults import compose_cfg
+from tests.helpers import TINY, compose_cfg, read_metrics
 
 MakeCfg = Callable[..., DictConfig]
 MODELS = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
@@ -94,16 +93,15 @@ def test_compose_time_errors(make_cfg: MakeCfg) -> None:
 @pytest.fixture(scope="module")
 def conditional_ckpt(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("cond") / "run"
-    base = [a for a in TINY if not a.startswith("data.root")]
     cfg = compose_cfg(
-        run,
-        *base,
+        *TINY,
         f"data.root={tiny_root}",
         "model=mlp",
         "condition=projection",
         "trainer.max_epochs=1",
         "metrics.enabled=false",
         "callbacks=none",
+        out=run,
     )
     with open_dict(cfg):
         cfg.trainer.enable_checkpointing = True
@@ -188,12 +186,9 @@ def test_label_accuracy_and_intra_fid(tiny_root: Path) -> None:
 
 
 def test_a_conditional_run_logs_its_class_scores(make_cfg: MakeCfg) -> None:
-    import csv
-
     cfg = make_cfg("model=mlp", "condition=projection", "trainer.max_epochs=1", "callbacks=none")
     train(cfg)
-    with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/label_accuracy")]
+    rows = [r for r in read_metrics(Path(cfg.paths.output_dir)) if r.get("val/label_accuracy")]
     assert rows and 0 <= float(rows[-1]["val/label_accuracy"]) <= 1
     assert float(rows[-1]["val/intra_fid"]) > 0
 

@@ -6,18 +6,14 @@ pytest tests/test_console.py
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gan.console import summary
-from tests.conftest import CONF, TINY
+from tests.helpers import run_cli, tiny
 
-ROOT = CONF.parent
 # What a default run used to print that says nothing a user can act on.
 NOISE = (
     "💡",  # Lightning's tips
@@ -31,18 +27,15 @@ NOISE = (
 
 def train_cli(tiny_root: Path, run: Path, *extra: str) -> str:
     """`python -m gan.train` on tiny data as a user runs it; stdout and stderr together."""
-    args = [a for a in TINY if "enable_model_summary" not in a]  # the default's own choice
-    res = subprocess.run(
-        [sys.executable, "-m", "gan.train", *args, f"data.root={tiny_root}", "model=mlp"]
-        + ["trainer.max_epochs=1", f"hydra.run.dir={run}", *extra],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
+    args = tiny(
+        f"data.root={tiny_root}",
+        "model=mlp",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        *extra,
+        drop=["trainer.enable_model_summary"],  # the default's own choice
     )
+    res = run_cli("gan.train", *args, merge_output=True)
     assert res.returncode == 0, res.stdout[-3000:]
     return res.stdout
 

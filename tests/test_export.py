@@ -17,23 +17,11 @@ from omegaconf import DictConfig
 
 from gan.errors import GanError
 from gan.export import export, main, parse
-from gan.module import GAN
-from tests.conftest import cli_error
+from tests.helpers import cli_error, save_untrained
 
 pytest.importorskip("onnxruntime", reason='the export extra: pip install -e ".[app]"')
 
 ARCHS = ["mlp", "dcgan", "dcgan64", "paddle", "upsample"]
-
-
-def save_untrained(cfg: DictConfig, path: Path, seed: int = 0) -> Path:
-    """An untrained GAN as a checkpoint `gan.sample.load_gan` reads (what a Trainer writes,
-    less the optimizer and loop state)."""
-    torch.manual_seed(seed)
-    module = GAN.from_config(cfg)
-    hparams = {key: value for key, value in module.hparams.items()}  # a plain dict: weights_only
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, path)
-    return path
 
 
 @pytest.fixture

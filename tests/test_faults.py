@@ -44,7 +44,7 @@ from gan.errors import GanError
 from gan.faults import AtomicCheckpointIO, CheckOutputDir, Interrupted, check_resume_checkpoint
 from gan.files import check_writable, checkpoint_dir
 from gan.train import train
-from tests.conftest import CONF, TINY
+from tests.helpers import CONF, TINY
 from tests.mnist_files import write_tiny_mnist
 
 ROOT = CONF.parent

@@ -9,25 +9,16 @@ uninterrupted reference run, are in tests/test_faults.py.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_faults import ROOT, cli_env, load, snapshot, train_existing_run
+from tests.helpers import ROOT, load_ckpt, run_cli, snapshot, train_existing_run
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m gan.train args...` from `cwd`, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "gan.train", *args],
-        cwd=cwd,
-        env=cli_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli("gan.train", *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ def test_harmless_overrides_continue_the_run(finished: Path) -> None:
     """A longer run and a different logger may change; the same value of another key too."""
     res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2", "logger=none", "model=mlp")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert load(finished / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert load_ckpt(finished / "checkpoints" / "last.ckpt")["epoch"] == 1
     assert list((finished / ".hydra").glob("resume-*/overrides.yaml"))  # this command's record
 
 

@@ -30,7 +30,7 @@ from gan.sampling import generate, to_unit_range
 from gan.step import GanStep
 from gan.train import train
 from gan.validate import validate
-from tests.conftest import SHARED_MNIST
+from tests.helpers import SHARED_MNIST
 
 MakeCfg = Callable[..., DictConfig]
 SMOOTHING = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})
