@@ -331,3 +331,71 @@ def metrics_rows(run: Path) -> list[dict[str, str]]:
 def val_fid_epochs(run: Path) -> list[int]:
     """The epochs of the `val/fid` rows in the run's metrics.csv, in file order."""
     return [int(float(r["epoch"])) for r in read_metrics(run) if r.get("val/fid")]
+
+
+# ---- the fault tests' run: 3 epochs, a save every 3 iterations, bit-exact resumes -----------
+
+EVERY = 3  # callbacks.checkpointing.every_n_iterations in the fault tests
+RUN_ARGS = tuple(
+    tiny(
+        "model=mlp",
+        "trainer.max_epochs=3",
+        "ema.enabled=true",
+        f"callbacks.checkpointing.every_n_iterations={EVERY}",
+        drop=METRICS,
+    )
+)
+PER_EPOCH = (256 - 16) // 8  # iterations per epoch on the kill tests' data (`kill_data`)
+TOTAL = 3 * PER_EPOCH
+
+
+def train_cli(data: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m gan.train` with RUN_ARGS on `data`, into `run`; `extra` overrides RUN_ARGS."""
+    base = with_overrides(RUN_ARGS, drop={key(a) for a in extra})
+    return run_cli("gan.train", *base, f"data.root={data}", f"hydra.run.dir={run}", *extra)
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    """G, D and EMA weights, both optimizers' states and the counters: bit for bit."""
+    ca, cb = load_ckpt(a), load_ckpt(b)
+    assert (ca["gan_iteration"], ca["global_step"]) == (cb["gan_iteration"], cb["global_step"])
+    assert ca["gan_d_updates"] == cb["gan_d_updates"]  # the lazy R1/R2 schedule
+    sa, sb = ca["state_dict"], cb["state_dict"]
+    assert sa.keys() == sb.keys()
+    for prefix in ("generator.", "discriminator.", "ema_generator."):
+        assert any(k.startswith(prefix) for k in sa), f"no {prefix}* weights"
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{k} differs"
+    assert len(ca["optimizer_states"]) == len(cb["optimizer_states"]) == 2
+    for i, (oa, ob) in enumerate(zip(ca["optimizer_states"], cb["optimizer_states"])):
+        assert oa["param_groups"] == ob["param_groups"], f"optimizer {i} param_groups differ"
+        assert oa["state"].keys() == ob["state"].keys()
+        for p, state in oa["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, ob["state"][p][name]), f"optimizer {i} {p}.{name} differs"
+    assert ca.get("lr_schedulers") == cb.get("lr_schedulers")  # optimizer.schedule's place
+
+
+def assert_same_metrics(a: Path, b: Path) -> None:
+    """The run folders' metrics.csv hold the same rows: a resume kept the history, and
+    dropped what was logged after the checkpoint it resumed from."""
+    ra, rb = metrics_rows(a), metrics_rows(b)
+    assert len(ra) == len(rb), f"{len(rb)} rows, expected {len(ra)}"
+    for i, (x, y) in enumerate(zip(ra, rb)):
+        assert x == y, f"row {i} differs: {x} != {y}"
+
+
+def assert_every_epoch_validated(run: Path, epochs: int, resumed_from: int | None = None) -> None:
+    """No epoch's validation or epoch-end hooks were skipped by a kill and a resume.
+
+    Every epoch has its images (made at the epoch's end, after its validation). With
+    `resumed_from` (metrics on), metrics.csv holds one `val/fid` row for every epoch: the
+    ones before the kill kept, none logged twice.
+    """
+    for epoch in range(epochs):
+        for name in (f"real_vs_fake_epoch{epoch:03d}.png", f"interpolation_epoch{epoch:03d}.png"):
+            assert (run / "images" / name).is_file(), f"epoch {epoch}: no {name}"
+    if resumed_from is not None:
+        assert val_fid_epochs(run) == list(range(epochs)), (
+            f"resumed from iteration {resumed_from}: val/fid rows {val_fid_epochs(run)}"
+        )

@@ -1,6 +1,6 @@
 """Class-conditional GANs: every `condition` option with every `model`, sampling by label,
 the class scores and the errors a user meets (bit-exact resume with conditioning on is
-tests/test_faults.py's `class-conditional` case)."""
+tests/faults/test_crash_resume.py's `class-conditional` case)."""
 
 from __future__ import annotations
 

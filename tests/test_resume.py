@@ -3,7 +3,7 @@
     pytest tests/test_resume.py -m "slow or not slow"
 
 Each runs `python -m gan.train` as a user does. The kill-and-resume tests, which need the
-uninterrupted reference run, are in tests/test_faults.py.
+uninterrupted reference run, are in tests/faults/test_kill_resume.py.
 """
 
 from __future__ import annotations

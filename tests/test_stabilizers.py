@@ -2,8 +2,8 @@
 with BatchNorm statistics for the averaged weights, and the relativistic pairing loss.
 
 Each is one flag; each is tested on and off for what it exists to do. Resume stays
-bit-exact with each on (tests/test_faults.py); the module and the floor run the same
-computation with them (tests/test_step.py).
+bit-exact with each on (tests/faults/test_crash_resume.py); the module and the floor run
+the same computation with them (tests/test_step.py).
 """
 
 from __future__ import annotations
