@@ -1,6 +1,7 @@
 """Class-conditional GANs: every `condition` option with every `model`, sampling by label,
 the class scores and the errors a user meets (bit-exact resume with conditioning on is
-tests/faults/test_crash_resume.py's `class-conditional` case)."""
+tests/faults/test_crash_resume.py's `class-conditional` case). The networks' own label
+handling, every family with every condition, is tests/test_nets.py's interface tests."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from PIL import Image
 
 from gan.errors import GanError
 from gan.module import GAN
+from gan.nets import ARCHITECTURES
+from gan.nets.base import CONDITIONS
 from gan.sample import load_gan
 from gan.sample import main as sample_main
 from gan.sampling import generate
@@ -22,12 +25,11 @@ from gan.validate import validate
 from tests.helpers import TINY, compose_cfg, read_metrics
 
 MakeCfg = Callable[..., DictConfig]
-MODELS = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
-CONDITIONS = ("concat", "projection", "acgan")
+CONDITIONAL = [c for c in CONDITIONS if c != "none"]
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("condition", CONDITIONAL)
+@pytest.mark.parametrize("model", ARCHITECTURES)
 def test_the_label_reaches_g_and_d(make_cfg: MakeCfg, model: str, condition: str) -> None:
     module = GAN.from_config(make_cfg(f"model={model}", f"condition={condition}")).eval()
     size = module.cfg.model.img_size
@@ -49,8 +51,8 @@ def test_the_label_reaches_g_and_d(make_cfg: MakeCfg, model: str, condition: str
         module.generator(z)
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("condition", CONDITIONAL)
+@pytest.mark.parametrize("model", ARCHITECTURES)
 def test_fast_dev_run_every_condition_and_model(
     make_cfg: MakeCfg, model: str, condition: str
 ) -> None:

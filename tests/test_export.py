@@ -17,11 +17,10 @@ from omegaconf import DictConfig
 
 from gan.errors import GanError
 from gan.export import export, main, parse
+from gan.nets import ARCHITECTURES
 from tests.helpers import cli_error, save_untrained
 
 pytest.importorskip("onnxruntime", reason='the export extra: pip install -e ".[app]"')
-
-ARCHS = ["mlp", "dcgan", "dcgan64", "paddle", "upsample"]
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def run_onnx(path: Path, z: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(["images"], {"z": z.numpy()})[0])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_onnx_round_trip_every_architecture(
     arch: str, make_ckpt: Callable[..., Path], tmp_path: Path
 ) -> None:
