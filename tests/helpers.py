@@ -24,8 +24,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from gan.config import register, to_dict
-from gan.module import GAN
+from gan.training.config import register, to_dict
+from gan.training.module import GAN
 from tests.mnist_files import write_tiny_mnist
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -89,7 +89,7 @@ def compose_cfg(*overrides: str, out: Path | None = None) -> DictConfig:
 
 
 def save_untrained(cfg: DictConfig, path: Path, seed: int = 0) -> Path:
-    """An untrained GAN as a checkpoint `gan.sample.load_gan` reads (what a Trainer writes,
+    """An untrained GAN as a checkpoint `gan.tools.sample.load_gan` reads (what a Trainer writes,
     less the optimizer and loop state)."""
     torch.manual_seed(seed)
     module = GAN.from_config(cfg)
@@ -101,7 +101,7 @@ def save_untrained(cfg: DictConfig, path: Path, seed: int = 0) -> Path:
 
 def train_existing_run(data: Path, out: Path) -> Path:
     """A finished 1-epoch mlp run in `out` (no EMA); returns its last.ckpt."""
-    from gan.train import train
+    from gan.training.run import train
 
     run = ("model=mlp", "trainer.max_epochs=1", "ema.enabled=false")
     train(compose_cfg(*TINY, f"data.root={data}", *run, out=out))
@@ -197,7 +197,7 @@ def warm_classifier(root: Path) -> None:
     training it does not (fork_rng): a run that trains it and a run that loads it would
     start from different RNG states, however exact the resume.
     """
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     load_or_train(str(root), "train", download=False, accelerator="cpu", progress_bar=False)
 
@@ -208,7 +208,7 @@ def real_classifier(tmp_path_factory: pytest.TempPathFactory, max_epochs: int | 
     The cache folder is shared by the session (one per `max_epochs`), so the tests that need
     it train it once and then load it. `max_epochs=None`: the default recipe.
     """
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     if not HAS_SHARED:
         pytest.skip(f"no MNIST test split in {SHARED_MNIST}")

@@ -26,7 +26,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan.app import (
+from gan.tools.app import (
     AUTH_ENV,
     FAILED,
     MAX_GRID,
@@ -40,14 +40,14 @@ from gan.app import (
     parse,
     run_files,
 )
-from gan.errors import GanError
-from gan.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
-from gan.sample import load_gan
+from gan.utils.errors import GanError
+from gan.tools.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
+from gan.tools.sample import load_gan
 from tests.helpers import TINY, cli_env, cli_error, compose_cfg, save_untrained, start_cli
 
 pytest.importorskip("gradio", reason='the app extra: pip install -e ".[app]"')
 
-SCALE, PAD, SIZE = 3, 2, 28  # gan.app's upscaling and padding; the mlp's image size
+SCALE, PAD, SIZE = 3, 2, 28  # gan.tools.app's upscaling and padding; the mlp's image size
 STARTUP_S = 90  # importing torch, lightning and gradio on a busy 2-core machine
 
 
@@ -60,7 +60,7 @@ def tile(n: int) -> int:
 def run_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder: an untrained mlp checkpoint, config.yaml, result.json, and the cached
     classifier of its data (so the gauge can read)."""
-    from gan.classifier import load_or_train
+    from gan.metrics.classifier import load_or_train
 
     cfg = compose_cfg(*TINY, f"data.root={tiny_root}", "model=mlp")
     run = tmp_path_factory.mktemp("run")
@@ -437,8 +437,8 @@ def test_bad_arguments_and_checkpoints(tmp_path: Path) -> None:
 def test_the_gauge_reads_the_runs_own_numbers(make_cfg: Callable[..., DictConfig]) -> None:
     """At the run's metrics.seed, against its held-out reals, the gauge's FID-like score and
     floor are those of the run's last validation (result.json)."""
-    from gan.app import held_out, run_files
-    from gan.explore import Gauge
+    from gan.tools.app import held_out, run_files
+    from gan.tools.explore import Gauge
     from gan.train import main as train_main
 
     cfg = make_cfg("model=mlp", "trainer.max_epochs=1")

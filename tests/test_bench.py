@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gan import bench
-from gan.floor import PlainLoop
+from gan.perf.floor import PlainLoop
 from tests.helpers import SHARED_MNIST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +214,7 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(tiny_root: Path) -> 
 
 
 def test_results_go_under_outputs_by_default() -> None:
-    from gan.bench import parse_args
+    from gan.perf.bench import parse_args
 
     out = Path(parse_args(["--quick"]).out)
     assert out.parts[:2] == ("outputs", "bench") and out.name[:4].isdigit()  # a new folder

@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-import gan.classifier as C
-from gan.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
-from gan.errors import GanError
-from gan.mnist import load_mnist_split
+import gan.metrics.classifier as C
+from gan.metrics.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
+from gan.utils.errors import GanError
+from gan.data.mnist import load_mnist_split
 from tests.helpers import SHARED_MNIST, cli_env, needs_mnist, real_classifier, run_cli
 from tests.mnist_files import write_tiny_mnist
 

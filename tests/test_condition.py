@@ -13,15 +13,15 @@ import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from gan.errors import GanError
-from gan.module import GAN
+from gan.utils.errors import GanError
+from gan.training.module import GAN
 from gan.nets import ARCHITECTURES
 from gan.nets.base import CONDITIONS
-from gan.sample import load_gan
-from gan.sample import main as sample_main
-from gan.sampling import generate
-from gan.train import train
-from gan.validate import validate
+from gan.tools.sample import load_gan
+from gan.tools.sample import main as sample_main
+from gan.core.sampling import generate
+from gan.training.run import train
+from gan.training.validate import validate
 from tests.helpers import TINY, compose_cfg, read_metrics
 
 MakeCfg = Callable[..., DictConfig]
@@ -168,9 +168,9 @@ def test_resume_refuses_another_condition(make_cfg: MakeCfg, tmp_path: Path) -> 
 
 
 def test_label_accuracy_and_intra_fid(tiny_root: Path) -> None:
-    from gan.classifier import load_or_train
-    from gan.metrics import GanMetrics
-    from gan.mnist import load_mnist_split
+    from gan.metrics.classifier import load_or_train
+    from gan.metrics.scores import GanMetrics
+    from gan.data.mnist import load_mnist_split
 
     clf = load_or_train(
         str(tiny_root), "train", max_epochs=1, accelerator="cpu", progress_bar=False

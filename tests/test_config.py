@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from gan.config import to_dict
-from gan.errors import GanError
-from gan.module import GAN
-from gan.validate import validate
+from gan.training.config import to_dict
+from gan.utils.errors import GanError
+from gan.training.module import GAN
+from gan.training.validate import validate
 from tests.helpers import CONF, run_cli
 
 MakeCfg = Callable[..., DictConfig]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gan.console import summary
+from gan.training.console import summary
 from tests.helpers import run_cli, tiny
 
 # What a default run used to print that says nothing a user can act on.
@@ -77,7 +77,7 @@ def test_verbose_brings_the_detail_back(tiny_root: Path, tmp_path: Path) -> None
 def test_a_negative_kid_floor_is_explained() -> None:
     from torch import tensor
 
-    from gan.module import floor_line
+    from gan.training.module import floor_line
 
     line = floor_line({"fid_floor": tensor(20.26082), "kid_floor": tensor(-0.2991)})
     assert line.startswith("fid 20.3, kid -0.299") and "reads as 0" in line

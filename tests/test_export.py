@@ -15,8 +15,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from gan.errors import GanError
-from gan.export import export, main, parse
+from gan.utils.errors import GanError
+from gan.tools.export import export, main, parse
 from gan.nets import ARCHITECTURES
 from tests.helpers import cli_error, save_untrained
 
@@ -43,7 +43,7 @@ def run_onnx(path: Path, z: torch.Tensor) -> torch.Tensor:
 def test_onnx_round_trip_every_architecture(
     arch: str, make_ckpt: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from gan.sample import load_gan
+    from gan.tools.sample import load_gan
 
     ckpt = make_ckpt(f"model={arch}")
     out, worst = export(parse([f"ckpt={ckpt}", f"out={tmp_path / 'g.onnx'}"]))
@@ -63,7 +63,7 @@ def test_onnx_round_trip_every_architecture(
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
 def test_torchscript_round_trip(arch: str, make_ckpt: Callable[..., Path], tmp_path: Path) -> None:
-    from gan.sample import load_gan
+    from gan.tools.sample import load_gan
 
     ckpt = make_ckpt(f"model={arch}", "ema.enabled=true")
     out, worst = export(parse([f"ckpt={ckpt}", "format=torchscript", f"out={tmp_path / 'g.pt'}"]))
@@ -79,7 +79,7 @@ def test_torchscript_round_trip(arch: str, make_ckpt: Callable[..., Path], tmp_p
 def test_conditional_generator_takes_labels(make_ckpt: Callable[..., Path], tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from gan.sample import load_gan
+    from gan.tools.sample import load_gan
 
     ckpt = make_ckpt("model=mlp", "condition=concat")
     out, worst = export(parse([f"ckpt={ckpt}", f"out={tmp_path / 'g.onnx'}"]))
@@ -136,9 +136,9 @@ def test_bad_inputs_give_one_line_errors(make_ckpt: Callable[..., Path], tmp_pat
 def test_failed_check_writes_nothing(
     make_ckpt: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gan.export
+    import gan.tools.export
 
-    monkeypatch.setattr(gan.export, "TOLERANCE", -1.0)  # no export can pass: a stand-in bug
+    monkeypatch.setattr(gan.tools.export, "TOLERANCE", -1.0)  # no export can pass: a stand-in bug
     with pytest.raises(GanError, match="nothing was written"):
         export(parse([f"ckpt={make_ckpt('model=mlp')}", f"out={tmp_path / 'g.onnx'}"]))
     assert list(tmp_path.iterdir()) == [tmp_path / "model_mlp"]

@@ -10,8 +10,8 @@ import pytest
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gan.loggers import build_loggers, wandb_offline
-from gan.train import train
+from gan.training.loggers import build_loggers, wandb_offline
+from gan.training.run import train
 from tests.helpers import cli_env, run_cli, tiny
 
 MakeCfg = Callable[..., DictConfig]

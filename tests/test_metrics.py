@@ -1,4 +1,4 @@
-"""Tests of gan/metrics.py: FID/KID through torchmetrics, PRDC through prdc, class statistics,
+"""Tests of gan/metrics/scores.py: FID/KID through torchmetrics, PRDC through prdc, class statistics,
 checkpoints.
 
     .venv/bin/pytest -q tests/test_metrics.py                      # fast ones
@@ -22,9 +22,15 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from gan.classifier import MNISTClassifier, freeze
-from gan.metrics import ClassifierFeatures, GanMetrics, class_stats, prdc_scores, to_unit_range
-from gan.mnist import load_mnist_split
+from gan.metrics.classifier import MNISTClassifier, freeze
+from gan.metrics.scores import (
+    ClassifierFeatures,
+    GanMetrics,
+    class_stats,
+    prdc_scores,
+    to_unit_range,
+)
+from gan.data.mnist import load_mnist_split
 from tests.helpers import SHARED_MNIST, needs_mnist, real_classifier
 
 

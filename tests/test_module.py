@@ -12,8 +12,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from gan.errors import GanError
-from gan.module import LightningUpdates
+from gan.utils.errors import GanError
+from gan.training.module import LightningUpdates
 from tests.helpers import adam_steps, build, fit, read_metrics
 
 MakeCfg = Callable[..., DictConfig]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan.errors import GanError
+from gan.utils.errors import GanError
 from gan.nets import ARCHITECTURES
 from gan.nets.base import CONDITIONS
 

@@ -14,9 +14,9 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 from omegaconf import DictConfig
 
-from gan.module import GAN
-from gan.sample import load_gan
-from gan.train import train
+from gan.training.module import GAN
+from gan.tools.sample import load_gan
+from gan.training.run import train
 from tests.helpers import adam_steps, build, fit
 
 MakeCfg = Callable[..., DictConfig]

@@ -64,7 +64,7 @@ def test_a_config_that_names_foreign_code_needs_trust_code(finished: Path, tmp_p
     config = finished / "config.yaml"
     marker = tmp_path / "code-ran.txt"
     text = config.read_text().replace(
-        "_target_: gan.callbacks.LossPlot",
+        "_target_: gan.training.callbacks.LossPlot",
         f"_target_: pathlib.Path.write_text\n    self: {marker}\n    data: x",
     )
     config.write_text(text)
@@ -78,7 +78,7 @@ def test_a_saved_config_cannot_grant_itself_trust(finished: Path, tmp_path: Path
     config = finished / "config.yaml"
     text = config.read_text().replace("trust_code: false", "trust_code: true")
     text = text.replace(
-        "_target_: gan.callbacks.LossPlot",
+        "_target_: gan.training.callbacks.LossPlot",
         f"_target_: pathlib.Path.write_text\n    self: {tmp_path / 'code-ran.txt'}\n    data: x",
     )
     config.write_text(text)

@@ -12,8 +12,8 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from gan.module import GAN
-from gan.sample import main
+from gan.training.module import GAN
+from gan.tools.sample import main
 from tests.helpers import TINY, cli_error, compose_cfg, start_cli
 
 

@@ -23,15 +23,15 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 import gan.nets.mlp
-from gan.app import main as app_main
-from gan.classifier import _load_cached
-from gan.errors import GanError
-from gan.export import main as export_main
-from gan.health import NanGuard
-from gan.loading import load_gan
-from gan.module import GAN
-from gan.sample import main as sample_main
-from gan.train import train
+from gan.tools.app import main as app_main
+from gan.metrics.classifier import _load_cached
+from gan.utils.errors import GanError
+from gan.tools.export import main as export_main
+from gan.training.health import NanGuard
+from gan.tools.loading import load_gan
+from gan.training.module import GAN
+from gan.tools.sample import main as sample_main
+from gan.training.run import train
 from tests.helpers import cli_error, save_untrained
 
 

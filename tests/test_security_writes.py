@@ -25,14 +25,14 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-import gan.export
-import gan.sample
-from gan.errors import GanError
-from gan.faults import AtomicCheckpointIO
-from gan.files import atomic_write
-from gan.mnist import DATASETS
-from gan.train import train
-from gan.validate import validate
+import gan.tools.export
+import gan.tools.sample
+from gan.utils.errors import GanError
+from gan.training.faults import AtomicCheckpointIO
+from gan.utils.files import atomic_write
+from gan.data.mnist import DATASETS
+from gan.training.run import train
+from gan.training.validate import validate
 from tests.helpers import cli_error, run_cli, save_untrained, snapshot, tiny
 
 PRECIOUS = b"a file outside the output folder that no write may touch\n"
@@ -151,10 +151,10 @@ def test_gan_sample_writes_through_no_planted_symlink(ckpt: Path, tmp_path: Path
     out = tmp_path / {"grid": "s.png", "png": "pngs", "pt": "s.pt"}[fmt]
     if fmt == "png":
         plant(out, ["000.png", "001.png"], target)  # a folder of links only: overwrite=true
-        gan.sample.main([f"ckpt={ckpt}", "n=2", "format=png", f"out={out}", "overwrite=true"])
+        gan.tools.sample.main([f"ckpt={ckpt}", "n=2", "format=png", f"out={out}", "overwrite=true"])
     else:
         plant(out.parent, [out.name], target)
-        gan.sample.main([f"ckpt={ckpt}", "n=2", f"format={fmt}", f"out={out}"])
+        gan.tools.sample.main([f"ckpt={ckpt}", "n=2", f"format={fmt}", f"out={out}"])
     assert target.read_bytes() == PRECIOUS
 
 
@@ -162,7 +162,7 @@ def test_gan_export_writes_through_no_planted_symlink(ckpt: Path, tmp_path: Path
     target = marker(tmp_path)
     out = tmp_path / "export" / "g.pt"
     plant(out.parent, [out.name], target)
-    gan.export.main([f"ckpt={ckpt}", "format=torchscript", f"out={out}"])
+    gan.tools.export.main([f"ckpt={ckpt}", "format=torchscript", f"out={out}"])
     assert target.read_bytes() == PRECIOUS
     assert torch.jit.load(str(out)) is not None
 
@@ -230,7 +230,7 @@ def test_training_into_a_finished_run_is_refused_before_anything_is_written(
 def test_without_the_hydra_callback_gan_train_still_refuses(
     tiny_root: Path, tmp_path: Path
 ) -> None:
-    """The check in gan.train itself: Hydra has written .hydra/ by then, nothing else."""
+    """The check in gan.training.run itself: Hydra has written .hydra/ by then, nothing else."""
     run = finished_run(tmp_path / "run")
     full = snapshot(run)
     before = {k: v for k, v in full.items() if not k.startswith(".hydra")}
@@ -277,7 +277,7 @@ def test_a_sweep_into_a_folder_of_earlier_jobs_is_refused(tiny_root: Path, tmp_p
 
 
 def test_check_run_folder_knows_a_resume_from_a_new_run(tmp_path: Path) -> None:
-    from gan.faults import check_run_folder
+    from gan.training.faults import check_run_folder
 
     run = finished_run(tmp_path / "run")
     ckpts, fresh = run / "checkpoints", tmp_path / "fresh"
@@ -319,7 +319,7 @@ def test_lightning_names_that_find_no_file_are_one_line(
 def test_lightning_names_resolve_to_the_file_lightning_would_load(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
-    from gan.files import resolve_lightning_name
+    from gan.training.checkpoints import resolve_lightning_name
 
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
@@ -335,7 +335,7 @@ def test_lightning_names_resolve_to_the_file_lightning_would_load(
     assert resolve_lightning_name("hpc", folder, run) == run / "hpc_ckpt_10.ckpt"
 
 
-# ---- 2. no overwrite without consent: gan.sample and gan.export -----------------------------
+# ---- 2. no overwrite without consent: gan.sample and gan.export ---------
 
 
 @pytest.fixture
@@ -345,7 +345,7 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> None:
         raise AssertionError("the checkpoint was loaded before the refusal")
 
-    monkeypatch.setattr(gan.sample, "load_gan", refuse)
+    monkeypatch.setattr(gan.tools.sample, "load_gan", refuse)
 
 
 @pytest.mark.parametrize("fmt", ["grid", "pt"])
@@ -354,18 +354,18 @@ def test_gan_sample_refuses_an_existing_out(
 ) -> None:
     out = tmp_path / f"old.{fmt}"
     out.write_bytes(b"older samples")
-    line = cli_error(gan.sample.main, f"ckpt={ckpt}", f"format={fmt}", f"out={out}")
+    line = cli_error(gan.tools.sample.main, f"ckpt={ckpt}", f"format={fmt}", f"out={out}")
     assert f"out={out} already exists" in line and "overwrite=true" in line
     assert out.read_bytes() == b"older samples"
     link = tmp_path / "link.png"  # a dangling symlink counts as there
     link.symlink_to(tmp_path / "nowhere.png")
-    assert "already exists" in cli_error(gan.sample.main, f"ckpt={ckpt}", f"out={link}")
+    assert "already exists" in cli_error(gan.tools.sample.main, f"ckpt={ckpt}", f"out={link}")
 
 
 def test_gan_sample_overwrite_replaces_the_file(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "old.pt"
     out.write_bytes(b"older samples")
-    gan.sample.main([f"ckpt={ckpt}", "format=pt", "n=2", f"out={out}", "overwrite=true"])
+    gan.tools.sample.main([f"ckpt={ckpt}", "format=pt", "n=2", f"out={out}", "overwrite=true"])
     assert torch.load(out, weights_only=True).shape == (2, 1, 28, 28)
 
 
@@ -379,11 +379,11 @@ def test_gan_sample_png_into_a_folder_that_is_not_empty(
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
     with monkeypatch.context() as m:
-        m.setattr(gan.sample, "load_gan", lambda *a: pytest.fail("loaded before the refusal"))
-        line = cli_error(gan.sample.main, f"ckpt={ckpt}", "format=png", f"out={out}")
+        m.setattr(gan.tools.sample, "load_gan", lambda *a: pytest.fail("loaded before the refusal"))
+        line = cli_error(gan.tools.sample.main, f"ckpt={ckpt}", "format=png", f"out={out}")
     assert f"out={out} is a folder that is not empty" in line and "overwrite=true" in line
     assert snapshot(out) == before
-    gan.sample.main([f"ckpt={ckpt}", "format=png", "n=2", f"out={out}", "overwrite=true"])
+    gan.tools.sample.main([f"ckpt={ckpt}", "format=png", "n=2", f"out={out}", "overwrite=true"])
     # the new draw alone, no older numbered PNG mixed in; other files stay
     assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "notes.txt"]
     assert (out / "000.png").read_bytes().startswith(b"\x89PNG")
@@ -395,11 +395,11 @@ def test_gan_export_refuses_an_existing_out(
     out = tmp_path / "g.pt"
     out.write_bytes(b"an earlier export")
     with monkeypatch.context() as m:
-        m.setattr(gan.sample, "load_gan", lambda *a: pytest.fail("loaded before the refusal"))
-        line = cli_error(gan.export.main, f"ckpt={ckpt}", "format=torchscript", f"out={out}")
+        m.setattr(gan.tools.sample, "load_gan", lambda *a: pytest.fail("loaded before the refusal"))
+        line = cli_error(gan.tools.export.main, f"ckpt={ckpt}", "format=torchscript", f"out={out}")
     assert f"out={out} already exists" in line and "overwrite=true" in line
     assert out.read_bytes() == b"an earlier export"
-    gan.export.main([f"ckpt={ckpt}", "format=torchscript", f"out={out}", "overwrite=true"])
+    gan.tools.export.main([f"ckpt={ckpt}", "format=torchscript", f"out={out}", "overwrite=true"])
     assert torch.jit.load(str(out)) is not None
 
 
@@ -409,39 +409,41 @@ def test_gan_export_refuses_an_existing_out(
 def test_a_seed_beyond_int64_is_one_line(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.png"
     for seed in ("99999999999999999999999", str(2**63), "-1"):
-        line = cli_error(gan.sample.main, f"ckpt={ckpt}", f"seed={seed}", f"out={out}")
+        line = cli_error(gan.tools.sample.main, f"ckpt={ckpt}", f"seed={seed}", f"out={out}")
         assert f"seed={seed} is out of range" in line and "0..9223372036854775807" in line
-    gan.sample.main([f"ckpt={ckpt}", f"seed={2**63 - 1}", "n=2", f"out={out}"])  # the largest
+    gan.tools.sample.main([f"ckpt={ckpt}", f"seed={2**63 - 1}", "n=2", f"out={out}"])  # the largest
     assert out.is_file()
 
 
 def test_more_images_than_memory_holds_is_one_line(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.pt"
-    line = cli_error(gan.sample.main, f"ckpt={ckpt}", "n=1000000000000", "format=pt", f"out={out}")
+    line = cli_error(
+        gan.tools.sample.main, f"ckpt={ckpt}", "n=1000000000000", "format=pt", f"out={out}"
+    )
     assert "n=1000000000000 asks for 1,000,000,000,000 images of 1x28x28" in line
     assert "would need 9.4 PB of memory" in line and "the most this machine can draw" in line
     line = cli_error(
-        gan.sample.main, f"ckpt={ckpt}", "n=100000", "interpolate=true", "steps=100000000"
+        gan.tools.sample.main, f"ckpt={ckpt}", "n=100000", "interpolate=true", "steps=100000000"
     )
     assert "n=100000 with steps=100000000 asks for 10,000,000,000,000 images" in line
     assert not out.exists()
 
 
 def test_the_memory_cap_is_what_fits() -> None:
-    per_image = 4 * 28 * 28 * gan.sample.COPIES
-    gan.sample.check_memory(10, (1, 28, 28), "n=10", available=10 * per_image)
+    per_image = 4 * 28 * 28 * gan.tools.sample.COPIES
+    gan.tools.sample.check_memory(10, (1, 28, 28), "n=10", available=10 * per_image)
     with pytest.raises(GanError, match=r"the most this machine can draw at once is 10 images"):
-        gan.sample.check_memory(11, (1, 28, 28), "n=11", available=10 * per_image + 5)
+        gan.tools.sample.check_memory(11, (1, 28, 28), "n=11", available=10 * per_image + 5)
     with pytest.raises(GanError, match=r"the free memory is unknown here, so a draw is capped"):
-        gan.sample.check_memory(10**9, (1, 28, 28), "n=1000000000", available=None)
-    assert gan.sample.available_memory() is None or gan.sample.available_memory() > 0
+        gan.tools.sample.check_memory(10**9, (1, 28, 28), "n=1000000000", available=None)
+    assert gan.tools.sample.available_memory() is None or gan.tools.sample.available_memory() > 0
 
 
 def test_a_non_utf8_out_is_one_line(ckpt: Path, tmp_path: Path) -> None:
     arg = os.fsdecode(b"out=" + bytes(tmp_path) + b"/b\xff.png")  # as sys.argv holds it
-    line = cli_error(gan.sample.main, f"ckpt={ckpt}", arg)
+    line = cli_error(gan.tools.sample.main, f"ckpt={ckpt}", arg)
     assert "b\\xff.png is not valid UTF-8" in line
-    assert "not valid UTF-8" in cli_error(gan.export.main, f"ckpt={ckpt}", arg)
+    assert "not valid UTF-8" in cli_error(gan.tools.export.main, f"ckpt={ckpt}", arg)
 
 
 def test_a_non_utf8_out_from_the_command_line(tmp_path: Path) -> None:
@@ -494,7 +496,7 @@ def test_a_training_seed_out_of_range_is_refused(make_cfg: Callable[..., DictCon
 
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_the_download_sources_are_https_only(dataset: str) -> None:
-    from gan.mnist import mirrors
+    from gan.data.mnist import mirrors
 
     sources = mirrors(dataset)
     assert sources and all(s.startswith("https://") for s in sources), sources
@@ -508,7 +510,7 @@ def test_the_download_tries_https_alone_and_with_md5s(
     """torchvision's downloader is asked for https URLs and md5s only (no network here)."""
     import torchvision.datasets.mnist as tv
 
-    from gan.mnist import ensure_split
+    from gan.data.mnist import ensure_split
 
     asked: list[tuple[str, str | None]] = []
 
@@ -524,7 +526,7 @@ def test_the_download_tries_https_alone_and_with_md5s(
 
 
 def test_https_only_refuses_http_and_a_downgrade_without_the_network() -> None:
-    from gan.mnist import https_only
+    from gan.data.mnist import https_only
 
     with https_only(), pytest.raises(urllib.error.URLError, match="downloads use https only"):
         urllib.request.urlopen("http://127.0.0.1:9/train-images-idx3-ubyte.gz", timeout=1)

@@ -12,8 +12,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gan.module import GAN
-from gan.train import train
+from gan.training.module import GAN
+from gan.training.run import train
 from tests.helpers import CONF, run_cli, tiny
 
 MakeCfg = Callable[..., DictConfig]

@@ -19,17 +19,17 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan.augment import DiffAugment, cutout, translation
-from gan.build import build
-from gan.classifier import load_or_train
-from gan.errors import GanError
-from gan.losses import LOSSES, zero_centered_penalty
-from gan.metrics import GanMetrics
-from gan.module import GAN, ema_update_fn, recompute_bn_stats
-from gan.sampling import generate, to_unit_range
-from gan.step import GanStep
-from gan.train import train
-from gan.validate import validate
+from gan.core.augment import DiffAugment, cutout, translation
+from gan.training.build import build
+from gan.metrics.classifier import load_or_train
+from gan.utils.errors import GanError
+from gan.core.losses import LOSSES, zero_centered_penalty
+from gan.metrics.scores import GanMetrics
+from gan.training.module import GAN, ema_update_fn, recompute_bn_stats
+from gan.core.sampling import generate, to_unit_range
+from gan.core.step import GanStep
+from gan.training.run import train
+from gan.training.validate import validate
 from tests.helpers import SHARED_MNIST
 
 MakeCfg = Callable[..., DictConfig]

@@ -19,8 +19,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, LogUniformDistribution
 
-from gan.config import register
-from gan.report import main as report
+from gan.training.config import register
+from gan.tools.report import main as report
 from tests.helpers import CONF, cli_env, run_cli, tiny
 
 DEFAULTS = yaml.safe_load((CONF / "train.yaml").read_text())["defaults"]

@@ -57,19 +57,19 @@ class PauseIn(L.Callback):
 
 
 def main() -> None:
-    import gan.module
+    import gan.training.module
 
     at = int(os.environ["GAN_TEST_PAUSE_AT"])
     flag = Path(os.environ["GAN_TEST_PAUSE_FLAG"])
-    step = gan.module.GAN.training_step
+    step = gan.training.module.GAN.training_step
 
-    def training_step(self: gan.module.GAN, batch: Any, batch_idx: int) -> Any:
+    def training_step(self: gan.training.module.GAN, batch: Any, batch_idx: int) -> Any:
         out = step(self, batch, batch_idx)
         if self.iteration == at:
             wait_for_a_signal(self.trainer, flag, self.iteration)
         return out
 
-    gan.module.GAN.training_step = training_step
+    gan.training.module.GAN.training_step = training_step
     sys.argv[0] = "gan/train.py"
     runpy.run_module("gan.train", run_name="__main__", alter_sys=True)
 

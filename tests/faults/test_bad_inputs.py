@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 import pytest
 import torch
 
-import gan.sample
-from gan.errors import GanError
-from gan.train import train
+import gan.tools.sample
+from gan.utils.errors import GanError
+from gan.training.run import train
 from tests.helpers import (
     METRICS,
     ROOT,
@@ -306,7 +306,7 @@ def run_case_in_process(case: Case, paths: dict[str, Path], monkeypatch: pytest.
     module, *args = fill(full_args(case), paths)
     if module == "gan.sample":
         with pytest.raises(SystemExit) as exit_:
-            gan.sample.main(args)
+            gan.tools.sample.main(args)
         return str(exit_.value.code)
 
     def no_network(*a: Any, **k: Any) -> Any:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from gan.config import to_dict
-from gan.errors import GanError
-from gan.faults import CheckOutputDir, check_resume_checkpoint
-from gan.files import check_writable
+from gan.training.config import to_dict
+from gan.utils.errors import GanError
+from gan.training.faults import CheckOutputDir
+from gan.training.checkpoints import check_resume_checkpoint
+from gan.utils.files import check_writable
 from tests.helpers import compose_cfg
 
 

@@ -17,8 +17,8 @@ import lightning as L
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from gan.faults import Interrupted
-from gan.train import train
+from gan.training.faults import Interrupted
+from gan.training.run import train
 from tests.helpers import (
     EVERY,
     assert_same_metrics,

@@ -13,10 +13,10 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-import gan.health
-from gan.errors import GanError
-from gan.files import checkpoint_dir
-from gan.train import train
+import gan.training.health
+from gan.utils.errors import GanError
+from gan.training.checkpoints import checkpoint_dir
+from gan.training.run import train
 from tests.helpers import EVERY, load_ckpt, sha256, train_cli
 
 
@@ -111,7 +111,7 @@ def test_deferred_nan_checks_find_the_iteration_one_check_later(
     make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch, on_nonfinite: str
 ) -> None:
     # On a GPU each check's flag is read at the next check (no sync per iteration); forced here.
-    monkeypatch.setattr(gan.health.NanGuard, "defer_checks", lambda self, pl_module: True)
+    monkeypatch.setattr(gan.training.health.NanGuard, "defer_checks", lambda self, pl_module: True)
     cfg = nan_cfg(make_cfg, f"guard.on_nonfinite={on_nonfinite}", at=8)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if on_nonfinite == "rollback":

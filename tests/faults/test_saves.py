@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-import gan.sample
-from gan.config import to_dict
-from gan.faults import AtomicCheckpointIO, check_resume_checkpoint
+import gan.tools.sample
+from gan.training.config import to_dict
+from gan.training.faults import AtomicCheckpointIO
+from gan.training.checkpoints import check_resume_checkpoint
 from tests.helpers import Existing, compose_cfg, load_ckpt, snapshot
 
 
@@ -47,13 +48,13 @@ def test_a_save_cut_short_leaves_last_ckpt_intact(
     assert not list(last.parent.glob(".last.ckpt*.tmp"))
     mlp = to_dict(compose_cfg("model=mlp", out=tmp_path).model)
     check_resume_checkpoint(last, mlp, ema=False)
-    assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
+    assert gan.tools.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
 
     # A real SIGKILL cannot clean up: its temp file is ignored, then removed by the next save
     # (the random name of this version, and the fixed one of older versions).
     for left in (".last.ckpt.k1ll3d00.tmp", ".last.ckpt.tmp"):
         (last.parent / left).write_bytes(b"half a checkpoint")
-    assert gan.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
+    assert gan.tools.sample.load_gan(last).iteration == checkpoint["gan_iteration"] - 100
     AtomicCheckpointIO().save_checkpoint(checkpoint, last)
     assert not list(last.parent.glob(".last.ckpt*.tmp"))
     assert load_ckpt(last)["gan_iteration"] == checkpoint["gan_iteration"]
