@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +24,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from gan.tools.app import (
@@ -45,14 +42,12 @@ from gan.tools.app import (
 )
 from gan.tools.explore import PER_ROW, Gauge, class_labels, interpolation, sample_grid
 from gan.tools.sample import load_gan
-from gan.training.config import register
 from gan.utils.errors import GanError
-from tests.conftest import CONF, TINY, cli_error
-from tests.test_export import save_untrained
+from tests.helpers import TINY, cli_env, cli_error, compose_cfg, save_untrained, start_cli
 
 pytest.importorskip("gradio", reason='the app extra: pip install -e ".[app]"')
 
-SCALE, PAD, SIZE = 3, 2, 28  # gan.app's upscaling and padding; the mlp's image size
+SCALE, PAD, SIZE = 3, 2, 28  # gan.tools.app's upscaling and padding; the mlp's image size
 STARTUP_S = 90  # importing torch, lightning and gradio on a busy 2-core machine
 
 
@@ -67,9 +62,7 @@ def run_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     classifier of its data (so the gauge can read)."""
     from gan.metrics.classifier import load_or_train
 
-    register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"data.root={tiny_root}", "model=mlp"])
+    cfg = compose_cfg(*TINY, f"data.root={tiny_root}", "model=mlp")
     run = tmp_path_factory.mktemp("run")
     save_untrained(cfg, run / "checkpoints" / "last.ckpt")
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -91,13 +84,15 @@ def server(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """The app on a free port of 127.0.0.1, in a subprocess; yields its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = cli_env(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gan.app", f"ckpt={run_dir}", f"port={port}"],
+        proc = start_cli(
+            "gan.app",
+            f"ckpt={run_dir}",
+            f"port={port}",
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
         )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -167,7 +162,7 @@ def test_gauge_reads_scores_and_histogram(client: Any) -> None:
     note, plot, scores = client.predict(0, None, api_name="/gauge")
     assert "FID-like" in note and "real data" in note
     assert picture(plot).ndim == 2
-    assert scores["samples"] == 64  # the run's metrics.num_samples (conftest's TINY)
+    assert scores["samples"] == 64  # the run's metrics.num_samples (TINY's)
     assert len(scores["class_share"]) == 10 and abs(sum(scores["class_share"]) - 1) < 1e-3
     assert 0 <= scores["coverage"] <= 10 and scores["fid"] > 0
     assert {"fid_floor", "kid_floor", "mnist_score", "coverage"} <= scores["real"].keys()

@@ -16,7 +16,7 @@ import torch
 import bench.common as common
 from gan.perf import bench
 from gan.perf.floor import PlainLoop
-from tests.conftest import SHARED_MNIST, TINY
+from tests.helpers import SHARED_MNIST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(
@@ -27,7 +27,7 @@ SCRIPTS = sorted(
 @pytest.mark.slow
 def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
+    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
             "--models",
@@ -71,7 +71,7 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
 def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, timing) -> None:
     # span: the GPU's way (no sync inside the timed block), here on the CPU
     out = tmp_path / "bench"
-    overrides = [o for o in TINY if not o.startswith("logger=")] + ["data.batch_size=8"]
+    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
             "--models",

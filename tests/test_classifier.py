@@ -10,9 +10,7 @@ test needs the real MNIST test split in ../shared/mnist and is skipped without i
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,30 +21,10 @@ import gan.metrics.classifier as C
 from gan.data.mnist import load_mnist_split
 from gan.metrics.classifier import MNISTClassifier, cache_dir, classifier_key, freeze, load_or_train
 from gan.utils.errors import GanError
-from tests.conftest import SHARED_MNIST
+from tests.helpers import SHARED_MNIST, cli_env, needs_mnist, real_classifier, run_cli
 from tests.mnist_files import write_tiny_mnist
 
-REPO = Path(__file__).resolve().parents[1]
-HAS_SHARED = (SHARED_MNIST / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
-needs_mnist = pytest.mark.skipif(not HAS_SHARED, reason=f"no MNIST test split in {SHARED_MNIST}")
 FAST = {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu"}
-
-
-def real_classifier(
-    tmp_path_factory: pytest.TempPathFactory, max_epochs: int | None = None
-) -> MNISTClassifier:
-    """The classifier trained on the real test split's first 8,000 images, once per session.
-
-    The cache folder is shared by the session (one per `max_epochs`), so the fixtures of
-    both test files train it once and then load it. `max_epochs=None`: the default recipe.
-    """
-    if not HAS_SHARED:
-        pytest.skip(f"no MNIST test split in {SHARED_MNIST}")
-    name = f"gan-cache-{max_epochs or 'default'}"
-    kwargs = {} if max_epochs is None else {"max_epochs": max_epochs}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GAN_CACHE", str(tmp_path_factory.getbasetemp() / name))
-        return load_or_train(str(SHARED_MNIST), split="test", progress_bar=False, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -178,14 +156,8 @@ def test_missing_data_is_a_gan_error(tmp_path: Path) -> None:
 
 
 def _cli(cwd: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GAN_CACHE": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "gan.classifier", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return run_cli(
+        "gan.classifier", *overrides, cwd=cwd, env=cli_env(GAN_CACHE=str(cache)), timeout=300
     )
 
 

@@ -1,6 +1,7 @@
 """Class-conditional GANs: every `condition` option with every `model`, sampling by label,
 the class scores and the errors a user meets (bit-exact resume with conditioning on is
-tests/test_faults.py's `class-conditional` case)."""
+tests/faults/test_crash_resume.py's `class-conditional` case). The networks' own label
+handling, every family with every condition, is tests/test_nets.py's interface tests."""
 
 from __future__ import annotations
 
@@ -13,22 +14,22 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from gan.core.sampling import generate
+from gan.nets import ARCHITECTURES
+from gan.nets.base import CONDITIONS
 from gan.tools.sample import load_gan
 from gan.tools.sample import main as sample_main
 from gan.training.module import GAN
 from gan.training.run import train
 from gan.training.validate import validate
 from gan.utils.errors import GanError
-from tests.conftest import TINY
-from tests.test_faults import compose_cfg
+from tests.helpers import TINY, compose_cfg, read_metrics
 
 MakeCfg = Callable[..., DictConfig]
-MODELS = ("mlp", "dcgan", "dcgan64", "paddle", "upsample")
-CONDITIONS = ("concat", "projection", "acgan")
+CONDITIONAL = [c for c in CONDITIONS if c != "none"]
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("condition", CONDITIONAL)
+@pytest.mark.parametrize("model", ARCHITECTURES)
 def test_the_label_reaches_g_and_d(make_cfg: MakeCfg, model: str, condition: str) -> None:
     module = GAN.from_config(make_cfg(f"model={model}", f"condition={condition}")).eval()
     size = module.cfg.model.img_size
@@ -50,8 +51,8 @@ def test_the_label_reaches_g_and_d(make_cfg: MakeCfg, model: str, condition: str
         module.generator(z)
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("condition", CONDITIONAL)
+@pytest.mark.parametrize("model", ARCHITECTURES)
 def test_fast_dev_run_every_condition_and_model(
     make_cfg: MakeCfg, model: str, condition: str
 ) -> None:
@@ -94,16 +95,15 @@ def test_compose_time_errors(make_cfg: MakeCfg) -> None:
 @pytest.fixture(scope="module")
 def conditional_ckpt(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("cond") / "run"
-    base = [a for a in TINY if not a.startswith("data.root")]
     cfg = compose_cfg(
-        run,
-        *base,
+        *TINY,
         f"data.root={tiny_root}",
         "model=mlp",
         "condition=projection",
         "trainer.max_epochs=1",
         "metrics.enabled=false",
         "callbacks=none",
+        out=run,
     )
     with open_dict(cfg):
         cfg.trainer.enable_checkpointing = True
@@ -188,12 +188,9 @@ def test_label_accuracy_and_intra_fid(tiny_root: Path) -> None:
 
 
 def test_a_conditional_run_logs_its_class_scores(make_cfg: MakeCfg) -> None:
-    import csv
-
     cfg = make_cfg("model=mlp", "condition=projection", "trainer.max_epochs=1", "callbacks=none")
     train(cfg)
-    with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/label_accuracy")]
+    rows = [r for r in read_metrics(Path(cfg.paths.output_dir)) if r.get("val/label_accuracy")]
     assert rows and 0 <= float(rows[-1]["val/label_accuracy"]) <= 1
     assert float(rows[-1]["val/intra_fid"]) > 0
 

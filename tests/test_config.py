@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gan.training.config import to_dict
 from gan.training.module import GAN
 from gan.training.validate import validate
 from gan.utils.errors import GanError
-from tests.conftest import CONF
+from tests.helpers import CONF, run_cli
 
 MakeCfg = Callable[..., DictConfig]
 GROUPS = [p.name for p in sorted(CONF.iterdir()) if p.is_dir()]
@@ -156,23 +155,14 @@ def test_out_of_range_values_name_the_key(
         validate(make_cfg(*overrides))
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gan.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(CONF.parent)},
-    )
-
-
 def test_cli_prints_a_short_error_without_traceback(tmp_path: Path) -> None:
-    res = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}/run", cwd=CONF.parent)
+    res = run_cli("gan.train", "optimizer.lr=-1", f"hydra.run.dir={tmp_path}/run", timeout=120)
     assert res.returncode != 0
     assert "optimizer.lr" in res.stderr and "> 0" in res.stderr
     assert "Traceback" not in res.stderr
-    res = run_cli("step_ratio.d_steps=two", f"hydra.run.dir={tmp_path}/run2", cwd=CONF.parent)
+    res = run_cli(
+        "gan.train", "step_ratio.d_steps=two", f"hydra.run.dir={tmp_path}/run2", timeout=120
+    )
     assert res.returncode != 0
     assert "step_ratio.d_steps" in res.stderr and "Traceback" not in res.stderr
 

@@ -6,18 +6,14 @@ pytest tests/test_console.py
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gan.training.console import summary
-from tests.conftest import CONF, TINY
+from tests.helpers import cli_env, run_cli, tiny
 
-ROOT = CONF.parent
 # What a default run used to print that says nothing a user can act on.
 NOISE = (
     "💡",  # Lightning's tips
@@ -31,20 +27,17 @@ NOISE = (
 
 def train_cli(tiny_root: Path, run: Path, *extra: str) -> str:
     """`python -m gan.train` on tiny data as a user runs it; stdout and stderr together."""
-    args = [a for a in TINY if "enable_model_summary" not in a and not a.startswith("logger=")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    env.pop("WANDB_SILENT", None)  # the tests' own setting: here the project's choice shows
-    res = subprocess.run(
-        [sys.executable, "-m", "gan.train", *args, f"data.root={tiny_root}", "model=mlp"]
-        + ["trainer.max_epochs=1", f"hydra.run.dir={run}", *extra],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
+    args = tiny(
+        f"data.root={tiny_root}",
+        "model=mlp",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        *extra,
+        drop=["trainer.enable_model_summary", "logger"],  # the default's own choices
     )
+    env = cli_env(WANDB_MODE="offline")
+    env.pop("WANDB_SILENT", None)  # the tests' own setting: here the project's choice shows
+    res = run_cli("gan.train", *args, env=env, merge_output=True)
     assert res.returncode == 0, res.stdout[-3000:]
     return res.stdout
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.conftest import CONF
+from tests.helpers import run_cli, tiny
 from tests.mnist_files import write_tiny_mnist
 
 
@@ -50,35 +47,21 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, extra: lis
     root = tmp_path / "mnist"
     write_tiny_mnist(root, split="train", n=128)
     run = tmp_path / "run"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gan.train",
+    res = run_cli(
+        "gan.train",
+        *tiny(
             "trainer=ddp",
-            "trainer.accelerator=cpu",
             "trainer.devices=2",
             "model=dcgan",
             *extra,
             "model.generator.base_channels=8",
             "model.discriminator.base_channels=8",
             f"data.root={root}",
-            "data.download=false",
-            "data.val_size=16",
-            "data.batch_size=8",
-            "metrics.num_samples=64",
-            "metrics.classifier_epochs=1",
             "trainer.max_epochs=2",
             "trainer.log_every_n_steps=1",
-            "trainer.enable_progress_bar=false",
             f"hydra.run.dir={run}",
             "+callbacks.dump._target_=tests.test_ddp.DumpRankWeights",
-        ],
-        cwd=CONF.parent,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(CONF.parent)},
+        ),
     )
     assert res.returncode == 0, res.stderr[-3000:]
     r0, r1 = torch.load(run / "rank0.pt"), torch.load(run / "rank1.pt")

@@ -15,25 +15,12 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from gan.nets import ARCHITECTURES
 from gan.tools.export import export, main, parse
-from gan.training.module import GAN
 from gan.utils.errors import GanError
-from tests.conftest import cli_error
+from tests.helpers import cli_error, save_untrained
 
 pytest.importorskip("onnxruntime", reason='the export extra: pip install -e ".[app]"')
-
-ARCHS = ["mlp", "dcgan", "dcgan64", "paddle", "upsample"]
-
-
-def save_untrained(cfg: DictConfig, path: Path, seed: int = 0) -> Path:
-    """An untrained GAN as a checkpoint `gan.tools.sample.load_gan` reads (what a Trainer writes,
-    less the optimizer and loop state)."""
-    torch.manual_seed(seed)
-    module = GAN.from_config(cfg)
-    hparams = {key: value for key, value in module.hparams.items()}  # a plain dict: weights_only
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, path)
-    return path
 
 
 @pytest.fixture
@@ -52,7 +39,7 @@ def run_onnx(path: Path, z: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(["images"], {"z": z.numpy()})[0])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_onnx_round_trip_every_architecture(
     arch: str, make_ckpt: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gan.training.loggers import build_loggers, wandb_offline
 from gan.training.run import train
-from tests.conftest import CONF
+from tests.helpers import cli_env, run_cli, tiny
 
 MakeCfg = Callable[..., DictConfig]
 SHORT = ["model=mlp", "trainer.max_epochs=1", "trainer.log_every_n_steps=1"]
@@ -86,29 +83,19 @@ def test_tensorboard_events_hold_scalar_and_image_tags(make_cfg: MakeCfg) -> Non
 @pytest.mark.slow
 def test_sweep_jobs_are_separate_wandb_runs_in_one_group(tiny_root: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun" / "2026-01-01" / "12-00-00"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gan.train",
-            "-m",
-            "optimizer.lr=1e-4,2e-4",
+    res = run_cli(
+        "gan.train",
+        "-m",
+        "optimizer.lr=1e-4,2e-4",
+        *tiny(
             "model=mlp",
             "logger=wandb",
             f"data.root={tiny_root}",
-            "data.download=false",
-            "data.val_size=16",
-            "data.batch_size=8",
             "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
             f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=CONF.parent,
-        capture_output=True,
-        text=True,
+        ),
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(CONF.parent), "WANDB_MODE": "offline"},
+        env=cli_env(WANDB_MODE="offline"),
     )
     assert res.returncode == 0, res.stderr[-2000:]
     runs = [offline_runs(sweep / j) for j in ("0", "1")]

@@ -26,10 +26,7 @@ from gan.core.ranges import to_unit_range
 from gan.data.mnist import load_mnist_split
 from gan.metrics.classifier import MNISTClassifier, freeze
 from gan.metrics.scores import ClassifierFeatures, GanMetrics, class_stats, prdc_scores
-from tests.conftest import SHARED_MNIST
-from tests.test_classifier import HAS_SHARED, real_classifier
-
-needs_mnist = pytest.mark.skipif(not HAS_SHARED, reason=f"no MNIST test split in {SHARED_MNIST}")
+from tests.helpers import SHARED_MNIST, needs_mnist, real_classifier
 
 
 @pytest.fixture(autouse=True)

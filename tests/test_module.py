@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,44 +9,14 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from gan.training.module import GAN, LightningUpdates
+from gan.training.module import LightningUpdates
 from gan.utils.errors import GanError
+from tests.helpers import adam_steps, build, fit, read_metrics
 
 MakeCfg = Callable[..., DictConfig]
-
-
-def build(cfg: DictConfig) -> tuple[GAN, L.LightningDataModule]:
-    return GAN.from_config(cfg), instantiate(cfg.data)
-
-
-def fit(
-    module: GAN, dm: L.LightningDataModule, batches: int, tmp_path: str, **trainer_kw: Any
-) -> L.Trainer:
-    kw = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer = L.Trainer(**{**kw, **trainer_kw})
-    trainer.fit(module, datamodule=dm)
-    return trainer
-
-
-def adam_steps(opt: torch.optim.Optimizer) -> int:
-    """How many times this optimizer really stepped (Adam counts it per parameter)."""
-    steps = {int(s["step"]) for s in opt.state.values()}
-    assert len(steps) == 1
-    return steps.pop()
 
 
 @pytest.mark.parametrize(("ratio", "d", "g"), [("d1g1", 1, 1), ("d1g2", 1, 2), ("d5g1", 5, 1)])
@@ -84,8 +53,7 @@ def test_diagnostics_reach_the_logger_on_every_logging_step(make_cfg: MakeCfg, t
     module, dm = build(make_cfg("model=mlp", "data.batch_size=4", "data.val_size=0"))
     logger = CSVLogger(str(tmp_path), name="csv")
     trainer = fit(module, dm, batches=7, tmp_path=str(tmp_path), logger=logger, log_every_n_steps=3)
-    with open(Path(logger.log_dir) / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/d_loss")]
+    rows = [r for r in read_metrics(Path(logger.log_dir) / "metrics.csv") if r.get("train/d_loss")]
     assert [int(r["step"]) for r in rows] == [2, 5]  # iterations 3 and 6, counted from 0
     assert [float(r["train/iteration"]) for r in rows] == [3.0, 6.0]
     for r in rows:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from gan.tools.sample import load_gan
 from gan.training.module import GAN
 from gan.training.run import train
-from tests.test_module import adam_steps, build, fit
+from tests.helpers import adam_steps, build, fit
 
 MakeCfg = Callable[..., DictConfig]
 

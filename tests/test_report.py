@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from gan.tools.report import higher_is_better, main
 from gan.tools.report_plot import log_x
 from gan.tools.report_scores import read_wandb
-from tests.conftest import cli_error
+from tests.helpers import cli_error
 
 LONG_ERROR = (
     "GanError: optimizer.lr=-1.0 is out of range: it must be > 0. Fix it with optimizer.lr=... "

@@ -3,31 +3,22 @@
     pytest tests/test_resume.py -m "slow or not slow"
 
 Each runs `python -m gan.train` as a user does. The kill-and-resume tests, which need the
-uninterrupted reference run, are in tests/test_faults.py.
+uninterrupted reference run, are in tests/faults/test_kill_resume.py.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_faults import ROOT, cli_env, load, snapshot, train_existing_run
+from tests.helpers import ROOT, load_ckpt, run_cli, snapshot, train_existing_run
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m gan.train args...` from `cwd`, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "gan.train", *args],
-        cwd=cwd,
-        env=cli_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli("gan.train", *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ def test_harmless_overrides_continue_the_run(finished: Path) -> None:
     """A longer run and a different logger may change; the same value of another key too."""
     res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2", "logger=none", "model=mlp")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert load(finished / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert load_ckpt(finished / "checkpoints" / "last.ckpt")["epoch"] == 1
     assert list((finished / ".hydra").glob("resume-*/overrides.yaml"))  # this command's record
 
 
@@ -139,7 +130,7 @@ def test_a_copied_run_resumes_into_itself(finished: Path, tmp_path: Path) -> Non
     res = cli(f"ckpt_path={copy}", "trainer.max_epochs=2")
     assert res.returncode == 0, res.stderr[-3000:]
     assert snapshot(finished) == before, "the resume of the copy wrote into the original"
-    assert load(copy / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert load_ckpt(copy / "checkpoints" / "last.ckpt")["epoch"] == 1
 
 
 def test_a_link_in_the_run_folder_is_refused(finished: Path, tmp_path: Path) -> None:

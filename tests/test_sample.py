@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
 from gan.tools.sample import main
-from gan.training.config import register
 from gan.training.module import GAN
-from tests.conftest import CONF, TINY
-
-ROOT = CONF.parent
+from tests.helpers import TINY, cli_error, compose_cfg, start_cli
 
 
 def make_ckpt(path: Path, tiny_root: Path, *overrides: str) -> Path:
     """A checkpoint of an mlp GAN trained for 2 batches on tiny data, written by a Trainer."""
-    register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"data.root={tiny_root}", "model=mlp", *overrides])
+    cfg = compose_cfg(*TINY, f"data.root={tiny_root}", "model=mlp", *overrides)
     module = GAN.from_config(cfg)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -55,14 +47,7 @@ def ckpts(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def cli(*args: str) -> subprocess.Popen:
     """Start `python -m gan.sample args...` as a user would, from the repository root."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "gan.sample", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli("gan.sample", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -244,7 +229,5 @@ def test_samples_default_to_a_new_name_beside_the_checkpoint(
 def test_a_format_and_out_that_disagree_are_refused(
     ckpts: dict[str, Path], tmp_path: Path, args: tuple[str, ...], words: str
 ) -> None:
-    from tests.conftest import cli_error
-
     assert words in cli_error(main, f"ckpt={ckpts['plain']}", *args)
     assert not (Path.cwd() / "x.png").exists() and not (Path.cwd() / "x.pt").exists()

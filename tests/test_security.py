@@ -32,7 +32,7 @@ from gan.training.health import NanGuard
 from gan.training.module import GAN
 from gan.training.run import train
 from gan.utils.errors import GanError
-from tests.conftest import cli_error
+from tests.helpers import cli_error, save_untrained
 
 
 class Payload:
@@ -47,15 +47,6 @@ class Payload:
 
 class OwnGenerator(gan.nets.mlp.Generator):
     """A network of one's own, outside gan.nets' registry (trained with trust_code=true)."""
-
-
-def good_ckpt(cfg: DictConfig, path: Path) -> Path:
-    """An untrained GAN saved as a Trainer would (weights and plain-dict hyperparameters)."""
-    torch.manual_seed(0)
-    module = GAN.from_config(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
 
 
 def crafted(base: Path, marker: Path, kind: str) -> dict[str, Any]:
@@ -99,7 +90,7 @@ KINDS = [
 
 @pytest.fixture
 def base(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> Path:
-    return good_ckpt(make_cfg("model=mlp", "ema.enabled=false"), tmp_path / "good.ckpt")
+    return save_untrained(make_cfg("model=mlp", "ema.enabled=false"), tmp_path / "good.ckpt")
 
 
 @pytest.fixture
@@ -153,7 +144,7 @@ def test_a_refused_custom_network_names_trust_code(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
     own = "model.generator._target_=tests.test_security.OwnGenerator"
-    path = good_ckpt(make_cfg("model=mlp", own, "trust_code=true"), tmp_path / "own.ckpt")
+    path = save_untrained(make_cfg("model=mlp", own, "trust_code=true"), tmp_path / "own.ckpt")
     msg = cli_error(sample_main, f"ckpt={path}", f"out={tmp_path / 'x.png'}")
     assert "tests.test_security.OwnGenerator" in msg and "trust_code=true" in msg
     assert not (tmp_path / "x.png").exists()
@@ -252,7 +243,7 @@ def test_safetensors_round_trip_draws_bit_identical_images(
     monkeypatch: pytest.MonkeyPatch,
     overrides: tuple[str, ...],
 ) -> None:
-    ckpt = good_ckpt(make_cfg(*overrides), tmp_path / "run.ckpt")
+    ckpt = save_untrained(make_cfg(*overrides), tmp_path / "run.ckpt")
     folder = shared_folder(ckpt, tmp_path / "shared")
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",

@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -31,14 +29,12 @@ import gan.tools.export
 import gan.tools.sample
 from gan.data.mnist import DATASETS
 from gan.training.faults import AtomicCheckpointIO
-from gan.training.module import GAN
 from gan.training.run import train
 from gan.training.validate import validate
 from gan.utils.errors import GanError
 from gan.utils.files import atomic_write
-from tests.conftest import CONF, cli_error
+from tests.helpers import cli_error, run_cli, save_untrained, snapshot, tiny
 
-ROOT = CONF.parent
 PRECIOUS = b"a file outside the output folder that no write may touch\n"
 
 
@@ -64,27 +60,6 @@ def plant(folder: Path, names: list[str], target: Path) -> None:
     for name in names:
         for tmp in old_temp_names(name):
             (folder / tmp).symlink_to(target)
-
-
-def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder` (hidden ones too): its sha256 and mtime."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def save_untrained(cfg: DictConfig, path: Path) -> Path:
-    """An untrained GAN as a checkpoint gan.tools.sample reads (weights and hyperparameters)."""
-    torch.manual_seed(0)
-    module = GAN.from_config(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
 
 
 @pytest.fixture
@@ -194,41 +169,21 @@ def test_gan_export_writes_through_no_planted_symlink(ckpt: Path, tmp_path: Path
 
 # ---- 2. no overwrite without consent: training --------------------------------------------
 
-TRAIN_ARGS = (
+TRAIN_ARGS = tiny(
     "model=mlp",
-    "data.download=false",
-    "data.val_size=16",
-    "data.batch_size=8",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
     "metrics.enabled=false",
-    "logger=csv",
 )
 
 
 def train_cli(tiny_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gan.train",
-            *[a for a in args if a.startswith("-")],  # -m (a sweep) before the overrides
-            *TRAIN_ARGS,
-            f"data.root={tiny_root}",
-            *[a for a in args if not a.startswith("-")],
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_cli(
+        "gan.train",
+        *[a for a in args if a.startswith("-")],  # -m (a sweep) before the overrides
+        *TRAIN_ARGS,
+        f"data.root={tiny_root}",
+        *[a for a in args if not a.startswith("-")],
     )
 
 
@@ -380,7 +335,7 @@ def test_lightning_names_resolve_to_the_file_lightning_would_load(
     assert resolve_lightning_name("hpc", folder, run) == run / "hpc_ckpt_10.ckpt"
 
 
-# ---- 2. no overwrite without consent: gan.sample and gan.export -----------------------------
+# ---- 2. no overwrite without consent: gan.sample and gan.export ---------
 
 
 @pytest.fixture
@@ -493,17 +448,11 @@ def test_a_non_utf8_out_is_one_line(ckpt: Path, tmp_path: Path) -> None:
 
 def test_a_non_utf8_out_from_the_command_line(tmp_path: Path) -> None:
     """The bytes as a shell passes them; the error comes before torch is even imported."""
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gan.sample",
-            "ckpt=x.ckpt",
-            b"out=" + bytes(tmp_path) + b"/\xff.png",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
+    res = run_cli(
+        "gan.sample",
+        "ckpt=x.ckpt",
+        b"out=" + bytes(tmp_path) + b"/\xff.png",
+        text=False,
         timeout=120,
     )
     assert res.returncode == 1

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +14,7 @@ from omegaconf import DictConfig
 from gan.training.checkpoints import load_gan
 from gan.training.module import GAN
 from gan.training.run import train
-from tests.conftest import CONF
+from tests.helpers import CONF, run_cli, tiny
 
 MakeCfg = Callable[..., DictConfig]
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -86,29 +83,18 @@ def test_resume_from_last_ckpt_continues_the_run(make_cfg: MakeCfg, tmp_path: Pa
 
 def test_two_job_sweep_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gan.train",
-            "-m",
-            "optimizer.lr=1e-4,2e-4",
+    res = run_cli(
+        "gan.train",
+        "-m",
+        "optimizer.lr=1e-4,2e-4",
+        *tiny(
             "model=mlp",
             f"data.root={tiny_root}",
-            "data.download=false",
-            "data.val_size=16",
-            "data.batch_size=8",
             "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
             "trainer.log_every_n_steps=1",
             f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=CONF.parent,
-        capture_output=True,
-        text=True,
+        ),
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(CONF.parent)},
     )
     assert res.returncode == 0, res.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())

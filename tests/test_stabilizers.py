@@ -2,8 +2,8 @@
 with BatchNorm statistics for the averaged weights, and the relativistic pairing loss.
 
 Each is one flag; each is tested on and off for what it exists to do. Resume stays
-bit-exact with each on (tests/test_faults.py); the module and the floor run the same
-computation with them (tests/test_step.py).
+bit-exact with each on (tests/faults/test_crash_resume.py); the module and the floor run
+the same computation with them (tests/test_step.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gan.training.module import GAN, ema_update_fn, recompute_bn_stats
 from gan.training.run import train
 from gan.training.validate import validate
 from gan.utils.errors import GanError
-from tests.conftest import SHARED_MNIST
+from tests.helpers import SHARED_MNIST
 
 MakeCfg = Callable[..., DictConfig]
 SMOOTHING = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})

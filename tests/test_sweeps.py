@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,36 +21,21 @@ from optuna.distributions import CategoricalDistribution, LogUniformDistribution
 
 from gan.tools.report import main as report
 from gan.training.config import register
-from tests.conftest import CONF
+from tests.helpers import CONF, cli_env, run_cli, tiny
 
-ROOT = CONF.parent
 DEFAULTS = yaml.safe_load((CONF / "train.yaml").read_text())["defaults"]
 LISTED = any(isinstance(d, dict) and any("hparams_search" in k for k in d) for d in DEFAULTS)
 SEARCH = "hparams_search" if LISTED else "+hparams_search"  # `+`: not in the defaults list yet
 
 
-def tiny(root: Path) -> list[str]:
-    return [
-        "model=mlp",
-        f"data.root={root}",
-        "data.download=false",
-        "data.val_size=16",
-        "data.batch_size=8",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-    ]
+def tiny_job(root: Path) -> list[str]:
+    """Each job: a 1-epoch mlp run on tiny data."""
+    return tiny("model=mlp", f"data.root={root}", "trainer.max_epochs=1")
 
 
 def sweep(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gan.train", "-m", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"},
+    return run_cli(
+        "gan.train", "-m", *overrides, timeout=timeout, env=cli_env(WANDB_MODE="offline")
     )
 
 
@@ -72,7 +55,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "multirun"
-    res = sweep("optimizer.lr=1e-4,2e-4,-1", *tiny(tiny_root), f"hydra.sweep.dir={out}")
+    res = sweep("optimizer.lr=1e-4,2e-4,-1", *tiny_job(tiny_root), f"hydra.sweep.dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = jobs_in(out)
     assert [j.name for j in jobs] == ["0", "1", "2"]
@@ -112,7 +95,7 @@ def test_optuna_search_runs_its_trials(tiny_root: Path, tmp_path: Path) -> None:
     res = sweep(
         f"{SEARCH}=fid_optuna",
         "hydra.sweeper.n_trials=2",
-        *tiny(tiny_root),
+        *tiny_job(tiny_root),
         f"hydra.sweep.dir={out}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
@@ -138,7 +121,7 @@ def test_joblib_runs_two_jobs_at_once(tiny_root: Path, tmp_path: Path) -> None:
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "optimizer.lr=1e-4,2e-4",
-        *tiny(tiny_root),
+        *tiny_job(tiny_root),
         f"hydra.sweep.dir={out}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
