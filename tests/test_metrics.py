@@ -168,6 +168,17 @@ def test_prdc_two_fakes_inside_two_far_away() -> None:
     assert k2 == pytest.approx({"precision": 0.5, "recall": 1.0, "density": 1.0, "coverage": 1.0})
 
 
+def test_prdc_real_outlier_inflates_precision_not_density() -> None:
+    # The mirror case: an outlying real at x=40 (k=2 radius 30) holds fakes far from every
+    # other real, so they count for precision, but each adds only 1/k to density.
+    real = [[0, 0], [0, 1], [1, 0], [10, 0], [10, 1], [11, 0], [40, 0]]
+    fake = [[30, 0], [30, 1], [31, 0], [31, 1]]
+    scores = _prdc(real, fake, k=2)
+    assert scores == pytest.approx(
+        {"precision": 1.0, "recall": 0.0, "density": 0.5, "coverage": 1 / 7}
+    )
+
+
 def test_prdc_fake_outlier_inflates_recall_not_coverage() -> None:
     # Reals: two pairs 1 apart (k=1 radius 1), at x=0 and x=10. Fakes: a pair just right of
     # the x=10 reals (0.64 from them, 0.78 from the far one of each) and one outlier at
@@ -268,11 +279,17 @@ def _check_ordering(
         assert scores["coverage"] == 1 and scores["class_share"][1] > 0.95
         assert scores["mnist_score"] < 1.5
     # PRDC (k=5). Real digits: in each other's manifolds (contiguous blocks of the test split
-    # share fewer writers than random halves do: ~0.9 precision and recall, coverage ~0.75,
-    # against the floor's ~0.95). Noise: outside. Collapse: faithful but not diverse, recall
-    # and coverage no more than the ones' ~11% share of the reals.
+    # share fewer writers than random halves do: ~0.85 precision and recall, coverage ~0.78,
+    # against the floor's ~0.95). Noise: outside. The default classifier maps uniform noise to
+    # one tight cluster (read as 2s and 8s) at the edge of the real manifold, where a few
+    # atypical real digits have k-NN balls among the largest: precision counts every noise
+    # image in one of those balls, and measured 0.03-0.66 over nine classifier seeds (Naeem et
+    # al.'s real-outlier case), so it is not asserted. The robust scores are: at most 5 of the
+    # 1,000 real balls hold any noise (coverage <= 0.005), and density <= 0.15 (one outlier
+    # ball adds 1/k per fake), against ~0.65 for real digits. Collapse: faithful but not
+    # diverse, recall and coverage no more than the ones' ~11% share of the reals.
     assert real["precision"] > 0.7 and real["recall"] > 0.7 and real["prdc_coverage"] > 0.5
-    assert noise["precision"] < 0.1 and noise["density"] < 0.1 and noise["prdc_coverage"] < 0.1
+    assert noise["prdc_coverage"] < 0.02 and noise["density"] < 0.3
     assert only_ones["precision"] > 0.8
     for scores in (one_copy, only_ones):
         assert scores["recall"] < 0.2 and scores["prdc_coverage"] < 0.2

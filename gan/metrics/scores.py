@@ -15,7 +15,9 @@ Scores (all from one forward pass of the classifier over the fakes), with K clas
     fid               Frechet distance between Gaussian fits of real and fake features.
     kid               Kernel (polynomial MMD^2) distance, the mean over random subsets.
     precision         fidelity: share of fakes inside the real manifold (the union of the
-                      reals' k-NN balls; Kynkaanniemi et al. 2019). 0 .. 1.
+                      reals' k-NN balls; Kynkaanniemi et al. 2019). 0 .. 1. One atypical
+                      real with a huge ball can inflate it (uniform noise scored 0.03-0.66
+                      with default-recipe classifiers): read it with density and coverage.
     recall            diversity: share of reals inside the fake manifold (the fakes' k-NN
                       balls; one stray fake with a huge ball can inflate it). 0 .. 1.
     density           fidelity, outlier-robust (Naeem et al. 2020): real balls holding each
