@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 from omegaconf import MISSING, DictConfig
 
 from gan.tools.explore import num_classes
-from gan.training import checkpoints, hub
+from gan.training import hub
 from gan.utils.errors import GanError, first_line
 from gan.utils.options import command, parse_options
 
@@ -268,7 +268,7 @@ def write_folder(module: GAN, out: Path, trust_code: bool = False) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         hub.save(module, tmp)
-        back = checkpoints.load_folder(tmp, trust_code)
+        back = hub.load_folder(tmp, trust_code)
         for ema in (False, True) if module.ema_generator is not None else (False,):
             for i, n in enumerate(CHECK_BATCHES):
                 inputs = example_inputs(module, n, seed=100 + i)

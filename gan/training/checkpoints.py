@@ -12,7 +12,6 @@ shared folder as JSON and safetensors; the networks it describes are built throu
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gan.training.config import module_config, to_dict
-from gan.training.hub import CONFIG, FORMAT, MAX_CONFIG_BYTES, VERSION, WEIGHTS, shared_state
+from gan.training.hub import WEIGHTS, is_folder, load_folder
+from gan.training.rebuild import rebuild
 from gan.utils.errors import GanError, first_line
 from gan.utils.options import CKPT_HINT
 
@@ -30,16 +30,6 @@ if TYPE_CHECKING:
     from gan.training.module import GAN
 
 HINT = CKPT_HINT
-MAX_LATENT = 4096  # latents a file may ask for: 8 and 100 are the ones in use
-# A group a checkpoint lacks did not exist when it was written: it gets the value the
-# project then had, where the schema's default has changed since (no EMA G was kept then).
-FORMER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ema": {"enabled": False},
-    "noise": {"dim": 100},
-    "step_ratio": {"name": "d1g1", "g_steps": 1},
-    "optimizer": {"lr": 2e-4},
-    "perf": {"reuse_fake": False},
-}
 
 
 def check_ckpt(path: Path) -> Path:
@@ -56,51 +46,6 @@ def check_ckpt(path: Path) -> Path:
             f"checkpoint. {HINT}, or a folder written by `gan.export format=safetensors`."
         )
     return path
-
-
-def plain_values(node: Any, where: str) -> None:
-    """GanError if a config read from a file holds an interpolation (`${...}`): this
-    project saves resolved configs, and a resolver could read the environment."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            plain_values(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            plain_values(v, f"{where}[{i}]")
-    elif isinstance(node, str) and "${" in node:
-        raise GanError(f"{where}={node!r} is an interpolation: a saved config holds plain values.")
-
-
-def rebuild(hparams: dict[str, Any], label: str, trust_code: bool = False) -> GAN:
-    """The GAN (untrained weights) that a file's config groups describe; GanError, naming
-    `label`, when they are not this project's groups or do not build."""
-    from gan.training.config import MODULE_GROUPS
-    from gan.training.module import GAN
-
-    unknown = sorted(map(str, set(hparams) - set(MODULE_GROUPS)))
-    if unknown:  # `trust_code` among them: only the user gives that, never a file
-        raise GanError(
-            f"{label} is not a checkpoint this version can rebuild: its hyper_parameters hold "
-            f"{', '.join(unknown)}, which are not config groups. {HINT}."
-        )
-    hparams = {**{k: v for k, v in FORMER_DEFAULTS.items() if k not in hparams}, **hparams}
-    dim = (
-        (hparams.get("noise") or {}).get("dim", 0) if isinstance(hparams.get("noise"), dict) else 0
-    )
-    if isinstance(dim, int) and dim > MAX_LATENT:
-        raise GanError(
-            f"{label} has noise.dim={dim}: more latents than any GAN here uses ({MAX_LATENT})."
-        )
-    try:
-        plain_values(hparams, "hyper_parameters")
-        return GAN(trust_code=trust_code, **hparams)
-    except GanError as e:
-        raise GanError(f"{label} cannot be rebuilt: {e}") from None
-    except Exception as e:  # wrong types, unknown keys: written by other code
-        raise GanError(
-            f"{label} is not a checkpoint this version can rebuild: its hyper_parameters fail "
-            f"({first_line(e)}). {HINT}."
-        ) from None
 
 
 def load_gan(path: Path, trust_code: bool = False) -> GAN:
@@ -389,85 +334,3 @@ def check_callback_paths(ckpt: dict[str, Any], path: Path) -> None:
                     f"not in that callback's folder: a resume would write or delete there. "
                     f"Resume from a checkpoint this project wrote, in its run folder."
                 )
-
-
-# ---- a shared generator folder (gan.training.hub's layout) ----
-
-
-def is_folder(path: Path) -> bool:
-    """True if `path` is a folder holding a shared generator (its model.safetensors)."""
-    return path.is_dir() and (path / WEIGHTS).is_file()
-
-
-def read_config(folder: Path) -> dict[str, Any]:
-    """config.json's hyper_parameters, checked to be this project's plain config groups."""
-    path = folder / CONFIG
-    hint = "Pass a folder written by `python -m gan.export format=safetensors`"
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise GanError(f"{path} is {size:,} bytes, not a generator's config. {hint}.")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except RecursionError:
-        raise GanError(f"{path} is nested too deeply to be a config. {hint}.") from None
-    except FileNotFoundError:
-        raise GanError(f"{folder} has {WEIGHTS} but no {CONFIG}. {hint}.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise GanError(f"{path} is not readable JSON ({first_line(e)}). {hint}.") from None
-    hparams = data.get("hyper_parameters") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(hparams, dict):
-        raise GanError(f"{path} is not a config written by this project. {hint}.")
-    version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
-        raise GanError(
-            f"{path} has version={version!r}; this version of gan reads versions 1 to "
-            f"{VERSION}. Update gan, or export the generator again."
-        )
-    return data
-
-
-def load_folder(folder: Path, trust_code: bool = False) -> GAN:
-    """The GAN (on the CPU, eval mode) from a shared folder: G and the EMA G exactly as
-    exported; D stays at its initial weights (it is not shared). GanError on a bad folder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    data = read_config(folder)
-    module = rebuild(data["hyper_parameters"], str(folder / CONFIG), trust_code)
-    path = folder / WEIGHTS
-    try:
-        state = load_file(path, device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise GanError(
-            f"{path} is not a readable safetensors file ({first_line(e)}): a copy cut short? "
-            f"Export the generator again."
-        ) from None
-    want = shared_state(module)
-    missing = sorted(set(want) - set(state))
-    extra = sorted(set(state) - set(want))
-    wrong = sorted(
-        k
-        for k in set(want) & set(state)
-        if state[k].shape != want[k].shape
-        or state[k].dtype != want[k].dtype
-        or (state[k].is_floating_point() and not bool(state[k].isfinite().all()))
-    )
-    if missing or extra or wrong:
-        what = (
-            f"missing {missing[0]}"
-            if missing
-            else f"unexpected {extra[0]}"
-            if extra
-            else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, dtype "
-            f"{state[wrong[0]].dtype} or non-finite values"
-        )
-        raise GanError(
-            f"{path} does not fit the generator its {CONFIG} describes ({what}): the two "
-            f"files come from different exports. Export the generator again."
-        )
-    module.load_state_dict(state, strict=False)  # D is not in the folder
-    iteration = data.get("iteration", 0)
-    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
-        raise GanError(f"{folder / CONFIG} has iteration={iteration!r}: not a count of iterations.")
-    module.on_load_checkpoint({"gan_iteration": iteration})
-    return module.eval()

@@ -1,7 +1,7 @@
 """The shareable generator: a folder in the Hugging Face layout that loads without unpickling.
 
     python -m gan.export ckpt=outputs/2024-05-01/12-00-00 format=safetensors out=digits-gan
-    python -m gan.sample ckpt=digits-gan             # gan.app and gan.tools.export take it too
+    python -m gan.sample ckpt=digits-gan             # gan.app and gan.export take it too
 
     digits-gan/
         model.safetensors   G's weights, and its EMA copy's when the run kept one
@@ -21,6 +21,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gan.training.rebuild import rebuild
+from gan.utils.errors import GanError, first_line
 
 if TYPE_CHECKING:
     from gan.training.module import GAN
@@ -83,3 +86,85 @@ def card(module: GAN) -> str:
         f"`config.json` the settings it was trained with.\n\n"
         "```bash\npython -m gan.sample ckpt=<this folder> n=64 out=samples.png\n```\n"
     )
+
+
+# ---- reading a shared folder ----
+
+
+def is_folder(path: Path) -> bool:
+    """True if `path` is a folder holding a shared generator (its model.safetensors)."""
+    return path.is_dir() and (path / WEIGHTS).is_file()
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """config.json's hyper_parameters, checked to be this project's plain config groups."""
+    path = folder / CONFIG
+    hint = "Pass a folder written by `python -m gan.export format=safetensors`"
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise GanError(f"{path} is {size:,} bytes, not a generator's config. {hint}.")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise GanError(f"{path} is nested too deeply to be a config. {hint}.") from None
+    except FileNotFoundError:
+        raise GanError(f"{folder} has {WEIGHTS} but no {CONFIG}. {hint}.") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise GanError(f"{path} is not readable JSON ({first_line(e)}). {hint}.") from None
+    hparams = data.get("hyper_parameters") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(hparams, dict):
+        raise GanError(f"{path} is not a config written by this project. {hint}.")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise GanError(
+            f"{path} has version={version!r}; this version of gan reads versions 1 to "
+            f"{VERSION}. Update gan, or export the generator again."
+        )
+    return data
+
+
+def load_folder(folder: Path, trust_code: bool = False) -> GAN:
+    """The GAN (on the CPU, eval mode) from a shared folder: G and the EMA G exactly as
+    exported; D stays at its initial weights (it is not shared). GanError on a bad folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    data = read_config(folder)
+    module = rebuild(data["hyper_parameters"], str(folder / CONFIG), trust_code)
+    path = folder / WEIGHTS
+    try:
+        state = load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GanError(
+            f"{path} is not a readable safetensors file ({first_line(e)}): a copy cut short? "
+            f"Export the generator again."
+        ) from None
+    want = shared_state(module)
+    missing = sorted(set(want) - set(state))
+    extra = sorted(set(state) - set(want))
+    wrong = sorted(
+        k
+        for k in set(want) & set(state)
+        if state[k].shape != want[k].shape
+        or state[k].dtype != want[k].dtype
+        or (state[k].is_floating_point() and not bool(state[k].isfinite().all()))
+    )
+    if missing or extra or wrong:
+        what = (
+            f"missing {missing[0]}"
+            if missing
+            else f"unexpected {extra[0]}"
+            if extra
+            else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, dtype "
+            f"{state[wrong[0]].dtype} or non-finite values"
+        )
+        raise GanError(
+            f"{path} does not fit the generator its {CONFIG} describes ({what}): the two "
+            f"files come from different exports. Export the generator again."
+        )
+    module.load_state_dict(state, strict=False)  # D is not in the folder
+    iteration = data.get("iteration", 0)
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise GanError(f"{folder / CONFIG} has iteration={iteration!r}: not a count of iterations.")
+    module.on_load_checkpoint({"gan_iteration": iteration})
+    return module.eval()

@@ -161,7 +161,7 @@ def load_saved(run: Path) -> dict[str, Any]:
     folder; GanError otherwise."""
     import yaml
 
-    from gan.training.checkpoints import plain_values
+    from gan.training.rebuild import plain_values
 
     path = run / "config.yaml"
 
