@@ -22,32 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(
     p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in ("__init__", "common")
 )
+# The tiny runs' overrides, less those gan.bench sets itself (logger=csv; batch_sizes=)
+BENCH_TINY = tiny(drop=["logger", "data.batch_size"])
 
 
 @pytest.mark.slow
 def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
-            "--models",
-            "mlp",
-            "--batch-sizes",
-            "8",
-            "--iters",
-            "3",
-            "--warmup",
-            "1",
-            "--repeats",
-            "1",
-            "--data-root",
-            str(tiny_root),
-            "--out",
-            str(out),
-            "--epoch-overhead",
-            "--profile",
-            "2",
-            *overrides,
+            "models=[mlp]",
+            "batch_sizes=[8]",
+            "iters=3",
+            "warmup=1",
+            "repeats=1",
+            f"data_root={tiny_root}",
+            f"out={out}",
+            "epoch_overhead=true",
+            "profile=2",
+            *BENCH_TINY,
         ]
     )
     result = json.loads((out / "results.json").read_text())
@@ -58,6 +51,7 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
     assert row["mflop_per_image"] > 0 and row["ours_peak_rss_mb"] > 0
     oh = result["epoch_overhead"]
     assert oh["bare_epoch_s"] > 0 and oh["defaults_epoch_s"] > 0
+    assert oh["batch_size"] == 8  # the first of batch_sizes
     md = (out / "results.md").read_text()
     assert "| mlp | 8 |" in md and "per epoch" in md
     assert result["meta"]["timing"] == "interleaved"  # auto, on a CPU
@@ -71,26 +65,17 @@ def test_harness_writes_json_and_markdown(tiny_root: Path, tmp_path: Path) -> No
 def test_block_timings_and_the_runs_dtype_peak(tiny_root: Path, tmp_path: Path, timing) -> None:
     # span: the GPU's way (no sync inside the timed block), here on the CPU
     out = tmp_path / "bench"
-    overrides = tiny("data.batch_size=8", drop=["logger"])
     bench.main(
         [
-            "--models",
-            "mlp",
-            "--batch-sizes",
-            "8",
-            "--iters",
-            "3",
-            "--warmup",
-            "1",
-            "--repeats",
-            "2",
-            "--data-root",
-            str(tiny_root),
-            "--out",
-            str(out),
-            "--timing",
-            timing,
-            *overrides,
+            "models=[mlp]",
+            "batch_sizes=[8]",
+            "iters=3",
+            "warmup=1",
+            "repeats=2",
+            f"data_root={tiny_root}",
+            f"out={out}",
+            f"timing={timing}",
+            *BENCH_TINY,
             "trainer.precision=bf16-mixed",
         ]
     )
@@ -218,10 +203,111 @@ def test_plain_dcgan_reference_loop_reuses_fakes_and_scores(
 
 
 def test_results_go_under_outputs_by_default() -> None:
-    from gan.perf.bench import parse_args
-
-    out = Path(parse_args(["--quick"]).out)
+    opts, _ = bench.parse(["--quick"])
+    out = Path(opts.out)
     assert out.parts[:2] == ("outputs", "bench") and out.name[:4].isdigit()  # a new folder
+
+
+# ---- the command line: key=value options, like gan.sample's; the rest are Hydra overrides
+
+
+def test_options_parse_into_the_schema() -> None:
+    opts, overrides = bench.parse(
+        ["models=[mlp,dcgan]", "batch_sizes=[64,128]", "iters=7", "out=/tmp/b", "timing=blocks"]
+    )
+    assert isinstance(opts, bench.BenchOptions) and overrides == []
+    assert (opts.models, opts.batch_sizes, opts.iters, opts.out) == (
+        ["mlp", "dcgan"],
+        [64, 128],
+        7,
+        "/tmp/b",
+    )
+    assert (opts.warmup, opts.repeats, opts.timing, opts.quick) == (5, 3, "blocks", False)
+    default, _ = bench.parse([])
+    assert default.models == bench.MODELS and default.batch_sizes == [64, 128, 256]
+    assert default.timing == "interleaved"  # auto, on a CPU
+
+
+def test_quick_sets_what_is_not_given() -> None:
+    for argv in (["--quick"], ["quick=true"]):
+        opts, _ = bench.parse(argv)
+        assert (opts.models, opts.batch_sizes, opts.iters, opts.repeats) == (
+            ["dcgan"],
+            [128],
+            20,
+            5,
+        )
+    opts, _ = bench.parse(["--quick", "iters=2", "warmup=1", "repeats=1"])
+    assert (opts.models, opts.iters, opts.warmup, opts.repeats) == (["dcgan"], 2, 1, 1)
+
+
+def test_other_keys_are_hydra_overrides() -> None:
+    argv = ["trainer.precision=bf16-mixed", "iters=2", "perf.channels_last=true", "seed=3"]
+    opts, overrides = bench.parse([*argv, "+extra.key=1", "~callbacks.rich_progress_bar"])
+    assert opts.iters == 2
+    assert overrides == [
+        "trainer.precision=bf16-mixed",
+        "perf.channels_last=true",
+        "seed=3",  # a key of conf/train.yaml, not a near miss of an option
+        "+extra.key=1",
+        "~callbacks.rich_progress_bar",
+    ]
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        bench.main(argv)
+    message = str(info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "Traceback" not in capsys.readouterr().err
+    return message
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--models", "mlp", "dcgan"], "write models=[mlp,dcgan]."),
+        (["--batch-sizes", "64", "iters=2"], "write batch_sizes=[64]."),
+        (["--iters", "5"], "write iters=5."),
+        (["--epoch-overhead"], "write epoch_overhead=true."),
+        (["--nope"], "gan.bench takes key=value options, e.g. `python -m gan.bench models="),
+        (["iter=5"], "unknown option 'iter': did you mean iters=?"),
+        (["modles=[mlp]"], "did you mean models=?"),
+        (["model=dcgan"], "write models=[dcgan]."),
+        (["data.batch_size=32"], "write batch_sizes=[32]."),
+        (["models=[nope]"], "no model nope in conf/model/; the models are dcgan,"),
+        (["batch_sizes=[0]"], "give sizes >= 1"),
+        (["iters=0"], "iters=0 is invalid: it must be >= 1."),
+        (["timing=fast"], "use one of auto, interleaved, blocks, span."),
+        (["repeats=many"], "repeats='many' is invalid: it must be of type int."),
+        (["stray"], "argument 'stray' is not key=value"),
+    ],
+)
+def test_mistakes_are_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert expected in one_line_error(argv, capsys)
+
+
+def test_a_bad_override_is_one_line_before_any_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("measured"))
+    message = one_line_error(["models=[mlp]", "trainer.precison=bf16-mixed"], capsys)
+    assert "trainer.precison=bf16-mixed" in message and "Key 'precison' not in" in message
+    message = one_line_error(["models=[mlp]", "trainer.max_epochs=abc"], capsys)
+    assert "could not be converted to Integer" in message
+    message = one_line_error(["models=[mlp,dcgan]", "optimizer.lr=0"], capsys)
+    assert "optimizer.lr=0.0 is out of range" in message  # the training config's own checks
+
+
+def test_help_prints_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--help", "-h"):
+        bench.main([flag, "iters=0"])  # --help wins over anything else
+        doc = capsys.readouterr().out
+        for option in bench.OPTIONS:
+            assert f"\n    {option} " in doc, option
+        assert "python -m gan.bench --quick" in doc and "models=[" in doc
 
 
 # ---- bench/: a package of scripts run as `python -m bench.<name>`, sharing bench.common

@@ -1,8 +1,32 @@
 """Benchmark: our full Lightning training step against a plain PyTorch loop, in one process.
 
-    python -m gan.bench --quick                      # dcgan at batch 128, a few minutes on 2 cores
-    python -m gan.bench                              # every architecture at batch 64, 128, 256
-    python -m gan.bench --models dcgan mlp --batch-sizes 128 --accelerator gpu
+    python -m gan.bench --quick                        # dcgan at batch 128, a few minutes on 2 cores
+    python -m gan.bench                                # every architecture at batch 64, 128, 256
+    python -m gan.bench models=[dcgan,mlp] batch_sizes=[128] accelerator=gpu
+    python -m gan.bench --quick out=bench/results/cpu_bf16 trainer.precision=bf16-mixed
+    python -m gan.bench models=[dcgan] batch_sizes=[128] iters=10 warmup=3 repeats=1 profile=5
+
+Options (key=value, Hydra style; lists as [a,b]):
+    models          the architectures, names in conf/model/ ([mlp,dcgan,paddle,upsample,dcgan64])
+    batch_sizes     the batch sizes, each model at each ([64,128,256])
+    iters           timed iterations per measurement (30)
+    warmup          iterations before the timed ones (5)
+    repeats         runs of (a) and (b); images/s are medians (3)
+    quick           true: dcgan at batch 128, 5 repeats of 20 iterations; options given
+                    beside it win (false). `--quick` is short for quick=true
+    accelerator     cpu or gpu (cpu)
+    timing          auto, interleaved, blocks or span; auto: interleaved on a CPU, span on
+                    a GPU (see below)
+    epoch_overhead  true: also time dcgan epochs (at the first of batch_sizes) with the
+                    default metrics, image callbacks and checkpoints against none (false)
+    profile         N > 0: also run torch.profiler over N iterations of (a) (0)
+    data_root       the MNIST folder (../shared/mnist beside the repository); when it holds
+                    no MNIST/raw, random uint8 images of the same shape
+    out             the results' folder (a new outputs/bench/<date>_<time>)
+
+Any other key=value is a Hydra override of conf/train.yaml for both (a) and (b), e.g.
+`trainer.precision=bf16-mixed perf.channels_last=true` (not `model=` or `data.batch_size=`:
+`models=` and `batch_sizes=` set those). A mistake prints one `error: ...` line and exits 1.
 
 For each architecture and batch size, one after the other:
   (a) `trainer.fit` of our module with our DataModule and the default callbacks (the
@@ -13,7 +37,7 @@ It prints images/s (real images consumed per second, `batch_size * d_steps` per
 iteration) for each, the ratio (a)/(b), peak RSS (and peak GPU memory), the FLOPs of one
 iteration (torch.utils.flop_counter) and their share of this machine's matmul peak,
 measured in the same run. Warm-ups first, then several timed repeats of (b) then (a):
-images/s are medians. How (a) and (b) are interleaved (`--timing`):
+images/s are medians. How (a) and (b) are interleaved (`timing=`):
   interleaved (the default on a CPU): one (b) iteration right after each (a) iteration, in
       the same fit; the ratio is the median over all pairs. A shared machine's drifts hit
       both sides of a pair alike: pairs seconds apart are far steadier than whole runs.
@@ -21,30 +45,31 @@ images/s are medians. How (a) and (b) are interleaved (`--timing`):
       alternating per repeat; the ratio is the median of the repeats' ratios.
   span (the default on a GPU): as blocks, but synced only at the ends of the timed
       iterations, so the GPU runs ahead of Python as it does in training.
-Results go to `outputs/bench/<date>_<time>/results.json` and `results.md` (or `--out`). `--profile N` adds
-torch.profiler's view of N iterations of (a): `profile_<model>_<batch>.md` (the top ops;
-on a GPU, how busy the GPU was) and a Chrome trace.
-
-Data: the real MNIST test split from `--data-root` (default `../shared/mnist`), else
-random uint8 images of the same shape.
+Results go to `out`: `results.json` and `results.md`. `profile=N` adds torch.profiler's
+view of N iterations of (a): `profile_<model>_<batch>.md` (the top ops; on a GPU, how busy
+the GPU was) and a Chrome trace, `trace_<model>_<batch>.json`.
 """
 
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
 import os
 import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from gan.perf.floor import compute_dtype
 from gan.perf.timing import (
@@ -53,9 +78,52 @@ from gan.perf.timing import (
     measure,
     run_lightning,
 )
-from gan.training.config import register
+from gan.training.config import TrainConfig, register
+from gan.training.validate import validate
+from gan.utils.errors import GanError
+from gan.utils.options import command, parse_options
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
+MODELS = ["mlp", "dcgan", "paddle", "upsample", "dcgan64"]
+TIMINGS = ("auto", "interleaved", "blocks", "span")
+ACCELERATORS = ("cpu", "gpu")
+EXAMPLE = "python -m gan.bench models=[mlp,dcgan] batch_sizes=[128] iters=10"
+QUICK = {"models": ["dcgan"], "batch_sizes": [128], "iters": 20, "repeats": 5}
+# Overrides that the options set for each run: the option to write instead.
+SET_BY_OPTIONS = {"model": "models", "data.batch_size": "batch_sizes"}
+
+
+@dataclass
+class BenchOptions:
+    """The options of `python -m gan.bench`; see the module docstring."""
+
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    batch_sizes: list[int] = field(default_factory=lambda: [64, 128, 256])
+    iters: int = 30
+    warmup: int = 5
+    repeats: int = 3
+    quick: bool = False
+    accelerator: str = "cpu"
+    timing: str = "auto"  # auto: interleaved on a CPU, span on a GPU (resolved by parse)
+    epoch_overhead: bool = False
+    profile: int = 0
+    data_root: str = str(CONF.parents[1] / "shared" / "mnist")
+    out: str | None = None  # None: a new outputs/bench/<date>_<time> (resolved by parse)
+
+
+OPTIONS = tuple(f.name for f in fields(BenchOptions))
+
+
+def hydra_message(err: Exception) -> str:
+    """Hydra's compose error in one line: its first line, the options it lists, the cause."""
+    lines = [line.strip() for line in str(err).split("Config search path:")[0].splitlines()]
+    head, rest = lines[0].rstrip("."), [line for line in lines[1:] if line]
+    if rest and rest[0].startswith("Available options"):
+        head += f"; {rest[0].rstrip(':')}: {', '.join(rest[1:])}"
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        head += f": {str(cause).strip().splitlines()[0]}"
+    return head
 
 
 def compose_cfg(
@@ -63,29 +131,33 @@ def compose_cfg(
 ) -> DictConfig:
     register()
     data = [f"data.root={root}", "data.split=test", "data.download=false"] if root else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"model={model}",
-                f"data.batch_size={batch_size}",
-                "logger=csv",
-                *data,
-                *extra,
-            ],
-        )
+    overrides = [f"model={model}", f"data.batch_size={batch_size}", "logger=csv", *data, *extra]
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        given = " ".join(extra) or "none"
+        raise GanError(
+            f"the overrides ({given}) do not compose with conf/train.yaml: "
+            f"{hydra_message(err)}. Fix or drop the override."
+        ) from err
     with open_dict(cfg):
         cfg.paths.output_dir = out
     return cfg
 
 
 def profile(
-    cfg: DictConfig, args: argparse.Namespace, device: torch.device, out: Path, name: str
+    cfg: DictConfig,
+    opts: BenchOptions,
+    overrides: list[str],
+    device: torch.device,
+    out: Path,
+    name: str,
 ) -> dict[str, float]:
-    """torch.profiler over `--profile` iterations of (a): `profile_<name>.md` and a trace."""
-    prof = Profile(args.warmup, args.profile, device)
-    run_lightning(cfg, args.profile, args.warmup, args.accelerator, extra=(prof,))
-    return prof.report(out, name, args.overrides)
+    """torch.profiler over `profile=N` iterations of (a): `profile_<name>.md` and a trace."""
+    prof = Profile(opts.warmup, opts.profile, device)
+    run_lightning(cfg, opts.profile, opts.warmup, opts.accelerator, extra=(prof,))
+    return prof.report(out, name, overrides)
 
 
 def load_images(cfg: DictConfig) -> torch.Tensor:
@@ -96,7 +168,7 @@ def load_images(cfg: DictConfig) -> torch.Tensor:
 
 
 def epoch_overhead(
-    root: str | None, out: str, extra: list[str], epochs: int = 4
+    root: str | None, out: str, extra: list[str], epochs: int = 4, batch_size: int = 128
 ) -> dict[str, float]:
     """What the default metrics, images and checkpoints add to a dcgan epoch, against none.
 
@@ -115,7 +187,7 @@ def epoch_overhead(
         run = os.path.join(out, name)
         cfg = compose_cfg(
             "dcgan",
-            128,
+            batch_size,
             root,
             run,
             [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false", *over, *extra],
@@ -129,6 +201,7 @@ def epoch_overhead(
         m = json.loads(Path(marks).read_text())
         res[f"{name}_epoch_s"] = statistics.median(b - a for a, b in zip(m[1:], m[2:]))
     res["epochs"] = epochs
+    res["batch_size"] = batch_size
     res["overhead"] = res["defaults_epoch_s"] / res["bare_epoch_s"] - 1
     res["one_off_s"] = (
         res["defaults_run_s"]
@@ -138,71 +211,147 @@ def epoch_overhead(
     return res
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line's options (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m gan.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["mlp", "dcgan", "paddle", "upsample", "dcgan64"])
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
-    p.add_argument("--iters", type=int, default=30, help="timed iterations per measurement")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument(
-        "--repeats", type=int, default=3, help="runs of (a) and (b); medians are reported"
-    )
-    p.add_argument("--quick", action="store_true", help="dcgan at batch 128 only")
-    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument(
-        "--timing",
-        default="auto",
-        choices=["auto", "interleaved", "blocks", "span"],
-        help="interleaved (auto on a CPU): one (b) iteration after each (a) iteration, each "
-        "pair timed side by side; blocks: whole runs of (a) and of (b), each iteration timed; "
-        "span (auto on a GPU): whole runs, synced only at their ends, so a GPU runs ahead as in "
-        "training",
-    )
-    p.add_argument(
-        "--epoch-overhead",
-        action="store_true",
-        help="also time dcgan epochs with the default metrics/callbacks against none",
-    )
-    p.add_argument(
-        "--profile",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also run torch.profiler over N iterations of (a): profile_*.md, trace_*.json",
-    )
-    p.add_argument("--data-root", default=str(CONF.parents[1] / "shared" / "mnist"))
-    p.add_argument(
-        "--out",
-        default=f"outputs/bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-        help="the results' folder (a new one under outputs/bench/)",
-    )
-    p.add_argument("overrides", nargs="*", help="Hydra overrides for both (a) and (b)")
-    return p.parse_args(argv)
+def flag_message(args: Sequence[str], i: int) -> str:
+    """The error for a `--flag` (argparse's style): the key=value it stands for."""
+    flag = args[i]
+    name = flag.lstrip("-").partition("=")[0].replace("-", "_")
+    if name not in OPTIONS:
+        return (
+            f"{flag} is not an option: gan.bench takes key=value options, e.g. `{EXAMPLE}` "
+            f"(options: {', '.join(OPTIONS)}; `python -m gan.bench --help` says more)."
+        )
+    values = [flag.partition("=")[2]] if "=" in flag else []
+    for arg in args[i + 1 :]:
+        if arg.startswith("-") or "=" in arg:
+            break
+        values.append(arg)
+    kind = BenchOptions.__dataclass_fields__[name].type
+    if "list" in str(kind):
+        form = f"{name}=[{','.join(values) or '...'}]"
+    elif "bool" in str(kind):
+        form = f"{name}=true"
+    else:
+        form = f"{name}={values[0] if values else '...'}"
+    return f"{flag} is not an option: gan.bench takes key=value options; write {form}."
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.quick:
-        args.models, args.batch_sizes, args.iters, args.repeats = ["dcgan"], [128], 20, 5
-    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
-    if args.timing == "auto":  # what the tables then say was done
-        args.timing = "span" if device.type == "cuda" else "interleaved"
-    root = args.data_root if Path(args.data_root, "MNIST", "raw").exists() else None
+# Top-level keys of conf/train.yaml and its config groups: a dotless override names one.
+CONFIG_KEYS = {f.name for f in fields(TrainConfig)} | {"hydra"}
+CONFIG_KEYS |= {d.name for d in CONF.iterdir() if d.is_dir()}
+
+
+def check_override(arg: str) -> None:
+    """GanError for an override that an option sets, or a near miss of an option's name."""
+    key = arg.partition("=")[0]
+    if key.startswith(("+", "~")):
+        return  # adds or deletes a key of the config: Hydra's to check
+    if key in SET_BY_OPTIONS:
+        option, value = SET_BY_OPTIONS[key], arg.partition("=")[2]
+        raise GanError(
+            f"{arg} is set for each run by the option {option}: write {option}=[{value}]."
+        )
+    if "." in key or key in CONFIG_KEYS:
+        return
+    close = difflib.get_close_matches(key, OPTIONS, n=1)
+    if close:
+        raise GanError(
+            f"unknown option {key!r}: did you mean {close[0]}=? The options are "
+            f"{', '.join(OPTIONS)}; other keys are Hydra overrides of conf/train.yaml."
+        )
+
+
+def parse(argv: Sequence[str]) -> tuple[BenchOptions, list[str]]:
+    """The command line -> the options (checked, defaults resolved) and the Hydra overrides.
+
+    A key that is an option is an option; `--quick` is quick=true; any other key=value
+    (or `~key`) is an override for both (a) and (b). GanError on a mistake.
+    """
+    given, overrides = [], []
+    for i, arg in enumerate(argv):
+        key = arg.partition("=")[0]
+        if arg == "--quick":
+            given.append("quick=true")
+        elif arg.startswith("-"):
+            raise GanError(flag_message(argv, i))
+        elif key in OPTIONS or not key or ("=" not in arg and not arg.startswith("~")):
+            given.append(arg)  # parse_options names what is wrong with a bare word
+        else:
+            check_override(arg)
+            overrides.append(arg)
+    cfg, keys = parse_options(given, BenchOptions, EXAMPLE)
+    if cfg.quick:
+        for key, value in QUICK.items():
+            if key not in keys:
+                cfg[key] = value
+    opts: BenchOptions = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    check(opts)
+    if opts.timing == "auto":  # what the tables then say was done
+        opts.timing = "span" if opts.accelerator == "gpu" else "interleaved"
+    if not opts.out:
+        opts.out = f"outputs/bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    return opts, overrides
+
+
+def check(opts: BenchOptions) -> None:
+    """GanError for a value the types let through: one line naming the fix."""
+    known = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+    if not opts.models:
+        raise GanError(f"models=[] is empty: give one or more, e.g. models=[{known[0]}].")
+    unknown = [m for m in opts.models if m not in known]
+    if unknown:
+        raise GanError(
+            f"models=[{','.join(opts.models)}]: no model {', '.join(unknown)} in conf/model/; "
+            f"the models are {', '.join(known)}."
+        )
+    if not opts.batch_sizes or min(opts.batch_sizes) < 1:
+        raise GanError(
+            f"batch_sizes={opts.batch_sizes} is invalid: give sizes >= 1, e.g. batch_sizes=[128]."
+        )
+    for key, low in (("iters", 1), ("warmup", 0), ("repeats", 1), ("profile", 0)):
+        if getattr(opts, key) < low:
+            raise GanError(f"{key}={getattr(opts, key)} is invalid: it must be >= {low}.")
+    if opts.accelerator not in ACCELERATORS:
+        raise GanError(
+            f"accelerator={opts.accelerator!r} is unknown: use one of {', '.join(ACCELERATORS)}."
+        )
+    if opts.accelerator == "gpu" and not torch.cuda.is_available():
+        raise GanError(
+            "accelerator=gpu but this machine has no usable GPU (torch.cuda.is_available() "
+            "is False): use accelerator=cpu."
+        )
+    if opts.timing not in TIMINGS:
+        raise GanError(f"timing={opts.timing!r} is unknown: use one of {', '.join(TIMINGS)}.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: key=value options and Hydra overrides; GanError -> `error: ...`."""
+
+    def run(args: list[str]) -> None:
+        opts, overrides = parse(args)
+        benchmark(opts, overrides)
+
+    command(argv, __doc__, run)
+
+
+def benchmark(opts: BenchOptions, overrides: list[str]) -> None:
+    """Measure every model at every batch size; print and write the tables into `opts.out`."""
+    device = torch.device("cuda" if opts.accelerator == "gpu" else "cpu")
+    root = opts.data_root if Path(opts.data_root, "MNIST", "raw").exists() else None
+    out = Path(str(opts.out))
     peak, dtype = 0.0, torch.float32  # measured once, in the first configuration's dtype
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models:
-            for bs in args.batch_sizes:
-                cfg = compose_cfg(
-                    model, bs, root, os.path.join(tmp, f"{model}_{bs}"), args.overrides
-                )
+        for model in opts.models:  # every override checked before anything is measured
+            validate(compose_cfg(model, opts.batch_sizes[0], root, tmp, overrides))
+        for model in opts.models:
+            for bs in opts.batch_sizes:
+                cfg = compose_cfg(model, bs, root, os.path.join(tmp, f"{model}_{bs}"), overrides)
                 images = load_images(cfg)
                 if not peak:
                     dtype = compute_dtype(cfg)
                     peak = matmul_peak(device, dtype)
                 per = bs * cfg.step_ratio.d_steps
-                m = measure(cfg, images, args, device)
+                m = measure(cfg, images, opts, device)
                 a, b = m["ours"], m["plain"]
                 row = {
                     "model": model,
@@ -222,9 +371,9 @@ def main(argv: list[str] | None = None) -> None:
                         if "peak_gpu_mb" in v
                     },
                 }
-                if args.profile:
+                if opts.profile:
                     name = f"{model}_{bs}"
-                    row["profile"] = profile(cfg, args, device, Path(args.out), name)
+                    row["profile"] = profile(cfg, opts, overrides, device, out, name)
                 rows.append(row)
                 print(
                     f"{model:9s} B={bs:<4d} ours {row['ours_img_s']:8.0f} img/s | plain "
@@ -234,11 +383,13 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
         overhead = (
-            epoch_overhead(root, os.path.join(tmp, "epoch"), args.overrides)
-            if args.epoch_overhead
+            epoch_overhead(
+                root, os.path.join(tmp, "epoch"), overrides, batch_size=opts.batch_sizes[0]
+            )
+            if opts.epoch_overhead
             else None
         )
-    write(rows, peak, dtype, device, Path(args.out), args, overhead)
+    write(rows, peak, dtype, device, out, opts, overrides, overhead)
 
 
 def write(
@@ -247,7 +398,8 @@ def write(
     dtype: torch.dtype,
     device: torch.device,
     out: Path,
-    args: argparse.Namespace,
+    opts: BenchOptions,
+    overrides: list[str],
     overhead: dict[str, float] | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -262,11 +414,11 @@ def write(
         "torch": torch.__version__,
         "matmul_peak_gflops": peak / 1e9,
         "matmul_peak_dtype": str(dtype).removeprefix("torch."),
-        "iters": args.iters,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "timing": args.timing,
-        "overrides": args.overrides,
+        "iters": opts.iters,
+        "warmup": opts.warmup,
+        "repeats": opts.repeats,
+        "timing": opts.timing,
+        "overrides": overrides,
     }
     (out / "results.json").write_text(
         json.dumps({"meta": meta, "rows": rows, "epoch_overhead": overhead}, indent=2) + "\n"
@@ -274,9 +426,9 @@ def write(
     lines = [
         f"Machine: {machine}; torch {torch.__version__}; "
         f"{str(dtype).removeprefix('torch.')} matmul peak "
-        f"{peak / 1e9:.0f} GFLOP/s (measured in this run). Timing: {args.timing}, "
-        f"{args.repeats} repeats of {args.iters} iterations. Overrides: "
-        f"{' '.join(args.overrides) or 'none'}.",
+        f"{peak / 1e9:.0f} GFLOP/s (measured in this run). Timing: {opts.timing}, "
+        f"{opts.repeats} repeats of {opts.iters} iterations. Overrides: "
+        f"{' '.join(overrides) or 'none'}.",
         "",
         "| model | batch | ours img/s | plain img/s | ours / plain | each pair's ratio | MFLOP/image | plain % of peak | peak RSS ours / plain (MB) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -290,7 +442,8 @@ def write(
     if overhead:
         lines += [
             "",
-            f"A dcgan epoch (batch 128, median of epochs 2 to {overhead['epochs']:.0f}) with "
+            f"A dcgan epoch (batch {overhead['batch_size']:.0f}, median of epochs 2 to "
+            f"{overhead['epochs']:.0f}) with "
             f"the default metrics, image callbacks and checkpoints: "
             f"{overhead['defaults_epoch_s']:.2f} s; bare: {overhead['bare_epoch_s']:.2f} s "
             f"(+{100 * overhead['overhead']:.1f}% per epoch). Once per run, the defaults "

@@ -5,13 +5,12 @@ interleaved pairs, peaks of memory and of matmul speed, and the profiler.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -217,8 +216,18 @@ def run_interleaved(
     return inter.pairs(), stats
 
 
+class Settings(Protocol):
+    """How to time: `gan.bench`'s options (gan.perf.bench.BenchOptions) have these."""
+
+    timing: str  # interleaved, blocks or span
+    iters: int
+    warmup: int
+    repeats: int
+    accelerator: str
+
+
 def measure(
-    cfg: DictConfig, images: torch.Tensor, args: argparse.Namespace, device: torch.device
+    cfg: DictConfig, images: torch.Tensor, args: Settings, device: torch.device
 ) -> dict[str, Any]:
     """Seconds per iteration of (a) and (b), their ratio, FLOPs and peak memory."""
     if args.timing == "interleaved":

@@ -1,5 +1,6 @@
 """key=value command-line options, checked against a dataclass schema: the one parser of
-`gan.sample`, `gan.app` and `gan.export` (Hydra style, without Hydra's run folders)."""
+`gan.sample`, `gan.app`, `gan.export`, `gan.report` and `gan.bench` (Hydra style, without
+Hydra's run folders)."""
 
 from __future__ import annotations
 
