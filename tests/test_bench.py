@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(
     p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in ("__init__", "common")
 )
-# The tiny runs' overrides, less those gan.bench sets itself (logger=csv; batch_sizes=)
-BENCH_TINY = tiny(drop=["logger", "data.batch_size"])
+# The tiny runs' overrides, less those gan.bench sets itself (logger, batch_sizes=, accelerator=)
+BENCH_TINY = tiny(drop=["logger", "data.batch_size", "trainer.accelerator", "trainer.devices"])
 
 
 @pytest.mark.slow
@@ -275,6 +275,9 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["modles=[mlp]"], "did you mean models=?"),
         (["model=dcgan"], "write models=[dcgan]."),
         (["data.batch_size=32"], "write batch_sizes=[32]."),
+        (["++data.batch_size=64"], "write batch_sizes=[64]."),
+        (["trainer.accelerator=gpu"], "set for each run by the option accelerator"),
+        (["out=/proc/bench"], "/proc does not accept new folders"),
         (["models=[nope]"], "no model nope in conf/model/; the models are dcgan,"),
         (["batch_sizes=[0]"], "give sizes >= 1"),
         (["iters=0"], "iters=0 is invalid: it must be >= 1."),
@@ -295,7 +298,7 @@ def test_a_bad_override_is_one_line_before_any_run(
     monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("measured"))
     message = one_line_error(["models=[mlp]", "trainer.precison=bf16-mixed"], capsys)
     assert "trainer.precison=bf16-mixed" in message and "Key 'precison' not in" in message
-    message = one_line_error(["models=[mlp]", "trainer.max_epochs=abc"], capsys)
+    message = one_line_error(["models=[mlp]", "trainer.log_every_n_steps=abc"], capsys)
     assert "could not be converted to Integer" in message
     message = one_line_error(["models=[mlp,dcgan]", "optimizer.lr=0"], capsys)
     assert "optimizer.lr=0.0 is out of range" in message  # the training config's own checks

@@ -289,6 +289,7 @@ def _check_ordering(
     # ball adds 1/k per fake), against ~0.65 for real digits. Collapse: faithful but not
     # diverse, recall and coverage no more than the ones' ~11% share of the reals.
     assert real["precision"] > 0.7 and real["recall"] > 0.7 and real["prdc_coverage"] > 0.5
+    assert real["density"] > 0.4
     assert noise["prdc_coverage"] < 0.02 and noise["density"] < 0.3
     assert only_ones["precision"] > 0.8
     for scores in (one_copy, only_ones):

@@ -102,6 +102,43 @@ def test_an_interpolation_in_config_yaml_runs_no_code(finished: Path, tmp_path: 
     assert not marker.exists() and snapshot(finished) == before
 
 
+@pytest.mark.parametrize(
+    "keys", [("callbacks", "model_checkpoint", "filename"), ("logger", "csv", "name")]
+)
+def test_a_saved_name_cannot_send_writes_outside_the_run(
+    finished: Path, tmp_path: Path, keys: tuple[str, str, str]
+) -> None:
+    """A file or logger name is joined to its folder: an absolute one would replace it."""
+    import yaml
+
+    victim = tmp_path / "victim"
+    config = finished / "config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    group, name, key = keys
+    saved[group][name][key] = str(victim)
+    config.write_text(yaml.safe_dump(saved))
+    before = snapshot(finished)
+    res = cli(f"ckpt_path={finished}", "trainer.max_epochs=2")
+    assert res.returncode == 1 and "outside its run folder" in res.stderr, res.stderr[-2000:]
+    assert f"{'.'.join(keys)}={victim}" in res.stderr
+    assert not list(tmp_path.glob("victim*")) and snapshot(finished) == before
+
+
+def test_a_logger_override_writes_into_the_run(finished: Path, tmp_path: Path) -> None:
+    """`${paths.output_dir}` in an override is the run folder; a path elsewhere is refused."""
+    res = cli(f"ckpt_path={finished}", f"logger.csv.name={tmp_path}/away", "trainer.max_epochs=2")
+    assert res.returncode == 1 and f"logger.csv.name={tmp_path}/away" in res.stderr
+    assert not (tmp_path / "away").exists()
+    res = cli(
+        f"ckpt_path={finished}",
+        "logger.csv.save_dir=${paths.output_dir}/logs",
+        "trainer.max_epochs=2",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Callback CheckOutputDir" not in res.stderr  # Hydra's warning of a failed check
+    assert list((finished / "logs").rglob("metrics.csv"))
+
+
 def test_a_checkpoint_cannot_make_a_resume_delete_files(finished: Path, tmp_path: Path) -> None:
     """ModelCheckpoint's restored paths are deleted when replaced: `..` must not escape."""
     import torch

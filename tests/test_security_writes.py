@@ -291,6 +291,29 @@ def test_check_run_folder_knows_a_resume_from_a_new_run(tmp_path: Path) -> None:
             check_run_folder(run, ckpts, ckpt_path, False)
 
 
+def test_a_rank_variable_alone_does_not_skip_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SLURM task or torchrun worker has a rank too: only the DDP ranks that Lightning
+    starts, in the folder rank 0 checked, skip the check."""
+    from gan.training.faults import CHECKED_RUN, check_run_folder
+
+    run = finished_run(tmp_path / "run")
+    monkeypatch.delenv(CHECKED_RUN, raising=False)
+    for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID"):
+        monkeypatch.setenv(var, "1")
+    with pytest.raises(GanError, match="already holds a run"):
+        check_run_folder(run, run / "checkpoints", None, False)
+    monkeypatch.setenv(CHECKED_RUN, str(tmp_path / "another"))
+    with pytest.raises(GanError, match="already holds a run"):
+        check_run_folder(run, run / "checkpoints", None, False)
+    monkeypatch.setenv(CHECKED_RUN, str(run.resolve()))
+    check_run_folder(run, run / "checkpoints", None, False)  # a rank Lightning started
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(GanError, match="already holds a run"):
+        check_run_folder(run, run / "checkpoints", None, False)
+
+
 @pytest.mark.parametrize(
     ("name", "files", "words"),
     [

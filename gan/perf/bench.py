@@ -81,6 +81,7 @@ from gan.perf.timing import (
 from gan.training.config import TrainConfig, register
 from gan.training.validate import validate
 from gan.utils.errors import GanError
+from gan.utils.files import check_writable
 from gan.utils.options import command, parse_options
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -90,7 +91,14 @@ ACCELERATORS = ("cpu", "gpu")
 EXAMPLE = "python -m gan.bench models=[mlp,dcgan] batch_sizes=[128] iters=10"
 QUICK = {"models": ["dcgan"], "batch_sizes": [128], "iters": 20, "repeats": 5}
 # Overrides that the options set for each run: the option to write instead.
-SET_BY_OPTIONS = {"model": "models", "data.batch_size": "batch_sizes"}
+SET_BY_OPTIONS = {  # overrides that each measurement sets itself, and the option to use
+    "model": "models",
+    "data.batch_size": "batch_sizes",
+    "trainer.accelerator": "accelerator",
+    "trainer.devices": "accelerator",
+    "trainer.max_steps": "iters",
+    "trainer.max_epochs": "iters",
+}
 
 
 @dataclass
@@ -242,14 +250,13 @@ CONFIG_KEYS |= {d.name for d in CONF.iterdir() if d.is_dir()}
 
 def check_override(arg: str) -> None:
     """GanError for an override that an option sets, or a near miss of an option's name."""
-    key = arg.partition("=")[0]
-    if key.startswith(("+", "~")):
-        return  # adds or deletes a key of the config: Hydra's to check
+    key = arg.partition("=")[0].lstrip("+~")  # `++data.batch_size=64` sets it too
     if key in SET_BY_OPTIONS:
         option, value = SET_BY_OPTIONS[key], arg.partition("=")[2]
-        raise GanError(
-            f"{arg} is set for each run by the option {option}: write {option}=[{value}]."
-        )
+        shown = f"[{value}]" if option in ("models", "batch_sizes") else "..."
+        raise GanError(f"{arg} is set for each run by the option {option}: write {option}={shown}.")
+    if arg.startswith(("+", "~")):
+        return  # adds or deletes a key of the config: Hydra's to check
     if "." in key or key in CONFIG_KEYS:
         return
     close = difflib.get_close_matches(key, OPTIONS, n=1)
@@ -289,6 +296,7 @@ def parse(argv: Sequence[str]) -> tuple[BenchOptions, list[str]]:
         opts.timing = "span" if opts.accelerator == "gpu" else "interleaved"
     if not opts.out:
         opts.out = f"outputs/bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    check_writable(opts.out, "out")  # before minutes of measuring, not after
     return opts, overrides
 
 

@@ -265,6 +265,9 @@ def resumes_in(ckpt_path: str, out: Path, checkpoints: Path) -> bool:
     return any(path.is_relative_to(f.absolute().resolve()) for f in (out, checkpoints))
 
 
+CHECKED_RUN = "GAN_CHECKED_RUN"  # the run folder rank 0 checked: DDP's ranks inherit it
+
+
 def check_run_folder(
     out: str | os.PathLike[str],
     checkpoints: str | os.PathLike[str],
@@ -278,25 +281,23 @@ def check_run_folder(
     (gan.utils.files.RUN_FILES). Writing there is fine when this run resumes that one
     (`ckpt_path=` in `out` or `checkpoints`, or Lightning's `last`/`best`/`hpc`), or when
     the user said `overwrite=true`. `key` is the setting that picks the folder. DDP's other
-    ranks pass: Lightning starts them in the folder rank 0 checked and began writing.
+    ranks pass: Lightning's launcher starts them (LOCAL_RANK >= 1, with this process's
+    environment) in the folder that rank 0 checked, named in CHECKED_RUN, and began writing.
+    A rank variable alone (a SLURM task, a torchrun worker) is not enough.
     """
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     out, checkpoints = Path(out), Path(checkpoints)
-    found = run_files(out)
-    if (
-        rank_zero_only.rank != 0
-        or overwrite
-        or not found
-        or (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints))
-    ):
+    here = str(out.absolute().resolve())
+    if os.environ.get(CHECKED_RUN) == here and os.environ.get("LOCAL_RANK", "0") != "0":
         return
-    shown = ", ".join(f"{n}/" if n == "checkpoints" else n for n in found)
-    raise GanError(
-        f"{key}={out} already holds a run ({shown}): a new run there would overwrite it. "
-        f"Resume it with ckpt_path={out}, train into another folder ({key}=...), or pass "
-        f"overwrite=true to replace it."
-    )
+    found = run_files(out)
+    if found and not overwrite and not (ckpt_path and resumes_in(str(ckpt_path), out, checkpoints)):
+        shown = ", ".join(f"{n}/" if n == "checkpoints" else n for n in found)
+        raise GanError(
+            f"{key}={out} already holds a run ({shown}): a new run there would overwrite it. "
+            f"Resume it with ckpt_path={out}, train into another folder ({key}=...), or pass "
+            f"overwrite=true to replace it."
+        )
+    os.environ[CHECKED_RUN] = here  # for the ranks that Lightning's DDP launcher starts
 
 
 try:  # the Hydra callback is optional: gan.training.faults also works where Hydra is absent

@@ -101,6 +101,11 @@ def renamed(node: Any) -> Any:
     return node
 
 
+def typed_overrides(task: Any) -> list[str]:
+    """Hydra's `overrides.task` as typed: a `${...}` in one is text here, not resolved."""
+    return [str(o) for o in OmegaConf.to_container(task, resolve=False)]
+
+
 def override_key(override: str) -> str:
     """`+a.b=1`, `++a.b=1`, `~a.b` -> `a.b`."""
     return override.split("=", 1)[0].lstrip("+~")
@@ -217,27 +222,46 @@ def rebased(node: Any, old: str, new: str) -> Any:
     return node
 
 
+LENGTHS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")  # how long it runs
 _ABSENT = object()
 # Config keys that name where a callback or logger writes: all must lie in the run folder.
 PATH_KEYS = ("dirpath", "save_dir", "default_root_dir", "root_dir", "log_dir", "output_dir")
+# Under these groups any string may become part of a path (a file name, a logger's name or
+# version joined to its folder), so each must stay in the run folder when joined to it.
+WRITERS = ("callbacks", "logger", "trainer")
 
 
-def check_paths(node: Any, run: Path, where: str = "") -> None:
-    """GanError when a writing path of the config lies outside the run folder."""
+def check_paths(node: Any, run: Path, where: str = "", strict: bool = False) -> None:
+    """GanError when a value of the config would make a resume write outside the run
+    folder: a PATH_KEYS path outside it, or, under WRITERS, any string that leaves it when
+    joined to it (an absolute name, `..`)."""
     import os
 
+    home = os.path.realpath(run)
     if isinstance(node, dict):
         for k, v in node.items():
             key = f"{where}.{k}" if where else str(k)
-            if k in PATH_KEYS and isinstance(v, str) and v:
-                real, home = os.path.realpath(v), os.path.realpath(run)
-                if real != home and not real.startswith(home + os.sep):
-                    raise GanError(
-                        f"{run / 'config.yaml'} has {key}={v}, outside the run folder: a resume "
-                        f"writes only into its own run. Restore the run's config.yaml."
-                    )
-            else:
-                check_paths(v, run, key)
+            check_paths(v, run, key, strict or key in WRITERS or k in PATH_KEYS)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            check_paths(v, run, f"{where}[{i}]", strict)
+    elif strict and isinstance(node, str):
+        real = os.path.realpath(os.path.join(home, node))
+        if real != home and not real.startswith(home + os.sep):
+            raise GanError(
+                f"{where}={node} would make the resume write outside its run folder {run}. "
+                f"Drop that override, or restore the run's config.yaml."
+            )
+
+
+def _raw(cfg: DictConfig, key: str) -> Any:
+    """The value at dotted `key` as given, interpolations unresolved (None when absent)."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _value(node: Any, key: str) -> Any:
@@ -261,12 +285,12 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
     plain = OmegaConf.create(saved)
     schedule = _value(plain, "optimizer.schedule")
     changed = []
-    typed = {override_key(o): o.lstrip("+~") for o in overrides}  # the last one wins, as in Hydra
+    typed = {override_key(o): o for o in overrides}  # the last one wins, as in Hydra
     for key, given in typed.items():
-        if harmless(key) and not key.startswith("trainer.max_"):
+        if harmless(key) and key not in LENGTHS:
             continue
         new, old = _value(cfg, key), _value(plain, key)
-        if key.startswith(("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")):
+        if key in LENGTHS:
             if schedule not in (None, "constant") and new != old:
                 changed.append(
                     f"{key}={new} (the run has {old}, and optimizer.schedule={schedule} spreads "
@@ -301,17 +325,12 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
     assert isinstance(merged, DictConfig)
     for key in dict.fromkeys(override_key(o) for o in overrides):
         if harmless(key) and not key.startswith("hydra.") and key != "ckpt_path":
-            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+            # unresolved: `${paths.output_dir}` then resolves to the run folder set below
+            OmegaConf.update(merged, key, _raw(cfg, key), merge=False, force_add=True)
     merged.ckpt_path = str(ckpt)
     merged.paths.output_dir = str(run)
     # Consent comes from the command line, never from the file.
     merged.trust_code, merged.overwrite = trust, bool(cfg.get("overwrite", False))
-    # What will be built: the saved config with this command's overrides.
-    unknown = [
-        (k, v)
-        for k, v in targets(OmegaConf.to_container(merged, resolve=False))
-        if v not in known_targets()
-    ]
     try:  # an override's `${paths.output_dir}` resolves to the run folder set above
         resolved = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
@@ -319,6 +338,8 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
             f"ckpt_path={run}: the resumed config does not resolve ({first_line(e)}): drop the "
             f"override that names it."
         ) from None
+    # What will be built: the saved config with this command's overrides, resolved.
+    unknown = [(k, v) for k, v in targets(resolved) if v not in known_targets()]
     check_paths(resolved, run)
     if unknown and not trust:
         key, value = unknown[0]
@@ -352,13 +373,14 @@ def redirect(config: DictConfig) -> None:
     found = run_of(config.get("ckpt_path"))
     if found is None:
         return
-    resume_config(config, list(config.hydra.overrides.task))
+    resume_config(config, typed_overrides(config.hydra.overrides.task))
     run = found[0]
     log = run / "train.log"
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     with read_write(config), open_dict(config):
         config.hydra.run.dir = str(run)
-        config.hydra.output_subdir = f".hydra/resume-{stamp}"
+        if config.hydra.output_subdir is not None:  # DDP's other ranks write no record
+            config.hydra.output_subdir = f".hydra/resume-{stamp}"
     _WRITES.update(
         record=run / ".hydra" / f"resume-{stamp}",
         log=log,

@@ -35,7 +35,7 @@ from gan.training.config import register, to_dict
 from gan.training.console import quiet, summary
 from gan.training.faults import FRESH_RUN_DIRS, Interrupted, check_run_folder, resumes_in
 from gan.training.loggers import finish_loggers
-from gan.training.resume import resume_command, resume_config, undo_writes
+from gan.training.resume import resume_command, resume_config, typed_overrides, undo_writes
 from gan.training.validate import validate
 from gan.utils.errors import GanError
 from gan.utils.files import atomic_write, check_writable, run_files
@@ -231,7 +231,7 @@ def run(cfg: DictConfig) -> float | None:
     started: dict[str, bool] = {}  # "fit": training began (the run's record may change)
     try:
         if not in_sweep():  # ckpt_path=<run folder>: the run's own config (gan.training.resume)
-            cfg = resume_config(cfg, list(HydraConfig.get().overrides.task)) or cfg
+            cfg = resume_config(cfg, typed_overrides(HydraConfig.get().overrides.task)) or cfg
     except GanError as err:  # refused before any work: nothing stays behind
         undo_writes()
         raise SystemExit(f"error: {err}") from None

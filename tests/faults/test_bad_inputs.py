@@ -216,6 +216,7 @@ CASES: list[Case] = [
         "resume with EMA on from a run without EMA",
         ("gan.train", "model=mlp", "ema.enabled=true", "ckpt_path={ckpt}"),
         "ema.enabled=True (the run has False)",
+        cli=True,
         library="holds no EMA weights",
         needs=("resume-check",),
     ),
