@@ -1,8 +1,8 @@
 """Checkpoints, read and resolved in one place: which file a `ckpt=`/`ckpt_path=` names
 (a run folder, Lightning's `last`/`best`/`hpc`), reading it as data, checking that a run can
 resume from it, and loading the GAN from a checkpoint (gan.training.rebuild builds it) or
-a shared generator folder (read by gan.training.hub). The one loader of `gan.sample`, `gan.app`, `gan.export`, resume
-and the NaN rollback.
+a shared generator folder (read by gan.training.hub). The one loader of `gan.sample`,
+`gan.app`, `gan.export`, resume and the NaN rollback.
 
 Everything read is data. A checkpoint is read by `torch.load(weights_only=True)`, a
 shared folder as JSON and safetensors; the networks it describes are built through
