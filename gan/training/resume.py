@@ -340,7 +340,6 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
         ) from None
     # What will be built: the saved config with this command's overrides, resolved.
     unknown = [(k, v) for k, v in targets(resolved) if v not in known_targets()]
-    check_paths(resolved, run)
     if unknown and not trust:
         key, value = unknown[0]
         raise GanError(
@@ -348,6 +347,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
             f"classes: building it would import and run that code. Add trust_code=true only "
             f"if you trust it (see docs/security.md)."
         )
+    check_paths(resolved, run)  # after the code check: that refusal names the worse risk
     from gan.training.checkpoints import check_resume_checkpoint
     from gan.training.config import to_dict
 
