@@ -11,7 +11,7 @@ projected are the last `--digits` of those held-out indices (sorted), which neit
 They are MNIST digits already, so they go to the search as they are (no re-centring).
 
 Each digit is searched with `gan.tools.project.search` (the command line's loss and
-defaults: pixel MSE + 0.1 x the project classifier's relative feature distance + 0.05 x the
+defaults: pixel MSE + 0.1 x the project classifier's relative feature distance + 1 x the
 latent-norm penalty; `--restarts` random starts, `--steps` Adam steps, starting latents
 seeded with `--seed`), the default run's G through its EMA weights, as it draws. Reported:
 the mean pixel MSE (images in [0, 1]) of the match, and the label agreement: how often the

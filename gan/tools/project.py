@@ -23,7 +23,8 @@ Options (key=value; an unknown key is an error):
     perceptual   weight of the perceptual term: the distance between the project
                  classifier's penultimate features of the match and of the picture, relative
                  to the picture's (0.1; 0: pixel loss alone)
-    prior        weight of the penalty that keeps z where G was trained: (|z| / E|z| - 1)^2 (0.05)
+    prior        weight of the penalty that keeps z where G was trained (1.0): (|r - 1| - tol)^2
+                 for r = |z| / E|z| beyond tol, two standard deviations of r (0 within)
     label        a conditional G: search this class only (default: every class)
     ema          true: the EMA weights (an error if the run kept none); false: G itself;
                  null (the default): the EMA weights when the checkpoint has them
@@ -90,6 +91,9 @@ MIN_CONTRAST = 0.1  # a picture whose brightest ink is nearer the background tha
 MIN_INK_PIXELS = 3  # fewer pixels of ink than this (at 28 x 28 scale) is nothing drawn
 MAX_STEPS, MAX_RESTARTS = 5000, 256  # bounds of the command line's search
 EXPECTED_SQ = {"normal": 1.0, "uniform": 1.0 / 3.0}  # E[z_i^2] of each latent distribution
+# The spread of |z| (its standard deviation, ~ independent of the size): 1/sqrt(2) for a
+# Gaussian's (the chi distribution's), sqrt(1/15) for U[-1, 1]'s.
+NORM_STD = {"normal": math.sqrt(0.5), "uniform": math.sqrt(1 / 15)}
 
 
 @dataclass
@@ -104,7 +108,7 @@ class ProjectConfig:
     seed: int = 0
     lr: float = 0.1
     perceptual: float = 0.1
-    prior: float = 0.05
+    prior: float = 1.0
     label: int | None = None
     ema: bool | None = None
     gif_frames: int = 24
@@ -288,6 +292,19 @@ def expected_norm(dist: str, dim: int) -> float:
     return math.sqrt(dim * EXPECTED_SQ.get(dist, 1.0))
 
 
+def norm_penalty(z: Tensor, dist: str) -> Tensor:
+    """The prior's penalty per latent (N,): (|r - 1| - tol)^2 beyond tol, 0 within, where
+    r = |z| / E|z| and tol is two standard deviations of r (where ~95% of G's latents lie).
+
+    A penalty on any deviation, (r - 1)^2, pulls hard on few latents (with the default's 8,
+    |z| itself varies by +-25%): it would pull a latent G was trained on off its image.
+    """
+    dim = z.shape[1]
+    norm = expected_norm(dist, dim)
+    tol = 2 * NORM_STD.get(dist, NORM_STD["normal"]) / norm
+    return ((z.norm(dim=1) / norm - 1).abs() - tol).clamp_min(0).pow(2)
+
+
 def feature_distance(clf: Any, a: Tensor, b_features: Tensor) -> Tensor:
     """|f(a) - f_b|^2 / |f_b|^2 per image: (N,); a (N, 1, H, W) in [0, 1], b_features (N, F).
     Relative, so that its weight means the same whatever the classifier's feature scale."""
@@ -304,7 +321,7 @@ def search(
     seed: int = 0,
     lr: float = 0.1,
     perceptual: float = 0.1,
-    prior: float = 0.05,
+    prior: float = 1.0,
     classifier: Any = None,
     labels: Sequence[int] | None = None,
     ema: bool | None = None,
@@ -326,7 +343,6 @@ def search(
     g = module.sampling_generator(ema)
     device = module.device
     output, dist = module.cfg.model.output, str(module.cfg.noise.dist)
-    dim = int(module.cfg.noise.dim)
     k = int(module.num_classes or 0)
     classes = list(labels) if labels is not None else list(range(k))
     per_target = restarts * max(1, len(classes) if k else 1)  # candidates per target
@@ -345,7 +361,6 @@ def search(
         classifier = classifier.to(device)
         with torch.no_grad():
             target_features = classifier.features(target_rep)  # (T * P, F)
-    norm = expected_norm(dist, dim)
     opt = torch.optim.Adam([z], lr=lr)
     record = (
         sorted({round(i * steps / max(frames - 1, 1)) for i in range(frames)}) if frames else []
@@ -374,8 +389,8 @@ def search(
                 group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / steps)))
             raw = g(z, cand_labels) if k else g(z)  # (N, C, H, W) in G's range
             loss, _ = objective(to_unit_range(raw.float(), output))
-            if prior > 0:  # keeps z at the norm G's latents have: off it, G was never trained
-                loss = loss + prior * (z.norm(dim=1) / norm - 1).pow(2)
+            if prior > 0:  # keeps z at the norms G's latents have: off them, G was never trained
+                loss = loss + prior * norm_penalty(z, dist)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # each candidate's loss depends on its own z alone
             opt.step()
