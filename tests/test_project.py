@@ -187,3 +187,28 @@ def test_every_architecture(
     blob = torch.load(out / "z.pt", weights_only=True)
     assert blob["z"].shape == (1, cfg.noise.dim) and np.isfinite(blob["mse"])
     assert "pixel MSE of the match" in capsys.readouterr().out
+
+
+def test_the_found_z_goes_to_samples_and_interpolation(ckpts: dict[str, Path]) -> None:
+    """What the Project tab's *use the found z* button draws: G(found z) in the grid's first
+    cell, and the walk starting from it."""
+    from gan.tools.explore import sample_grid, to_picture
+    from gan.tools.project import Projector, grid_with_found, walk_from_found
+    from gan.utils.errors import GanError
+
+    module = load_gan(ckpts["concat"])
+    picture = read_picture(digit_png(Path(ckpts["concat"]).parent / "seven.png"))
+    pair, strip, found, line = Projector(module).find(picture, steps=10, restarts=2, frames=4)
+    assert pair.shape == (32 * 3, 62 * 3) and strip.shape[1] == (4 * 30 + 2) * 3
+    assert "Pixel error" in line and len(found["z"]) == 8 and 0 <= found["label"] < 10
+    z = torch.tensor([found["z"]])
+    first = to_picture(generate_images(module, z, torch.tensor([found["label"]])), 1)
+    cell = slice(2 * 3, 2 * 3 + first.shape[0])  # make_grid's padding of 2, upscaled 3x
+    grid = grid_with_found(module, found, seed=0, side=3)
+    assert np.array_equal(grid[cell, cell], first)
+    below = (2 + 28 + 2) * 3  # the rows below the first: the seed's own grid's
+    assert np.array_equal(grid[below:], sample_grid(module, 0, 3)[below:])
+    walk, _ = walk_from_found(module, found, seed_b=1, steps=5, spherical=False, position=0.5)
+    assert np.array_equal(walk[cell, cell], first)
+    with pytest.raises(GanError, match="nothing found yet"):
+        grid_with_found(module, None, seed=0, side=3)
