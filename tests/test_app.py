@@ -220,6 +220,9 @@ def test_project_finds_a_drawn_digit(client: Any, tmp_path: Path) -> None:
     digit = pair[: tile(1), : tile(1)]
     assert digit.max() > 200 and digit[: SCALE * 4].max() < 60  # white ink on black, centred
     assert "Pixel error (MSE" in note
+    # The same picture uploaded as a file: decoded as `python -m gan.project` decodes it.
+    uploaded, _, _ = client.predict(None, handle_file(str(path)), 20, 2, None, api_name="/project")
+    assert np.array_equal(picture(uploaded)[: tile(1), : tile(1)], digit)
     Image.fromarray(np.full((280, 280, 4), 255, dtype=np.uint8)).save(tmp_path / "blank.png")
     blank = {
         "background": None,

@@ -363,8 +363,12 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
                     canvas_size=(280, 280),
                     brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
                 )
-                upload = gr.Image(
-                    label="or upload a picture", type="filepath", sources=["upload"], height=280
+                # A file, not gr.Image: gradio hands over the path undecoded, and the
+                # picture is decoded as `python -m gan.project` decodes it (PIL, a few formats).
+                upload = gr.File(
+                    label="or upload a picture (PNG, JPEG, BMP, GIF, WebP; at most 1 MB)",
+                    file_types=[".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"],
+                    type="filepath",
                 )
             with gr.Row():
                 search_steps = gr.Slider(
@@ -474,8 +478,8 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
             api_name="gauge",
             **raw,
         )
-        # The pictures go through gradio's own decoding (preprocess) into numpy or a file
-        # path: the upload route has refused anything over 1 MB already.
+        # gradio decodes the sketchpad's canvas into numpy (preprocess) and hands over an
+        # uploaded file's path; its upload route has refused anything over 1 MB already.
         find.click(
             project_digit,
             [sketch, upload, search_steps, restarts, picker],

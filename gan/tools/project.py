@@ -399,15 +399,8 @@ def search(
                     z.clamp_(-1, 1)  # U[-1, 1]'s support
         with torch.no_grad():
             zf = z.detach()
-            images = torch.cat(
-                [
-                    to_unit_range((g(zc, lc) if k else g(zc)).float(), output)
-                    for zc, lc in zip(
-                        zf.split(512),
-                        cand_labels.split(512) if k else [None] * len(zf.split(512)),
-                    )
-                ]
-            )  # (T * P, C, H, W)
+            raw = g(zf, cand_labels) if k else g(zf)  # (T * P, C, H, W): one batch, as searched
+            images = to_unit_range(raw.float(), output)
             score, mse = objective(images)
     finally:
         g.train(was_training)
