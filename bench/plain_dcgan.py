@@ -105,6 +105,7 @@ def train_plain(
     classifier_epochs: int = 5,  # only used when no classifier is cached yet
     device: str | None = None,
     report: Callable[[dict], None] | None = None,  # called with each epoch's dict
+    keep: list[nn.Module] | None = None,  # the trained G is appended to it (bench.projection)
 ) -> list[dict]:
     """Train the reference DCGAN; one dict per epoch: epoch, iterations, seconds, scores."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -174,6 +175,8 @@ def train_plain(
             report(row)
         if out_of_time:
             break
+    if keep is not None:
+        keep.append(G.eval())
     return history
 
 

@@ -196,6 +196,48 @@ def test_bad_inputs_get_one_line_and_the_server_goes_on(client: Any) -> None:
     assert picture(client.predict(3, 2, None, api_name="/grid")).shape == (tile(2), tile(2))
 
 
+def test_project_finds_a_drawn_digit(client: Any, tmp_path: Path) -> None:
+    """The Project tab's endpoint: a stroke drawn as a numpy image (black on the sketchpad's
+    white) -> the prepared digit beside its match, and the search's strip; a blank canvas
+    gets one line."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    from PIL import Image
+
+    canvas = np.full((280, 280, 4), 255, dtype=np.uint8)  # an opaque white sketchpad
+    canvas[40:60, 80:220, :3] = 0  # a 7: the bar
+    for y in range(60, 240):  # and the slanted stroke
+        x = 210 - (y - 60) // 2
+        canvas[y, x - 9 : x + 9, :3] = 0
+    path = tmp_path / "drawn.png"
+    Image.fromarray(canvas).save(path)
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(path))}
+    # The found z goes into a gr.State, which the API leaves out: three outputs.
+    pair, note, strip = client.predict(sketch, None, 20, 2, None, api_name="/project")
+    pair, strip = picture(pair), picture(strip)
+    assert pair.shape == (tile(1), tile(2))  # the prepared digit | the match
+    assert strip.shape[0] == tile(1) and strip.shape[1] > tile(2)
+    digit = pair[: tile(1), : tile(1)]
+    assert digit.max() > 200 and digit[: SCALE * 4].max() < 60  # white ink on black, centred
+    assert "Pixel error (MSE" in note
+    # The same picture uploaded as a file: decoded as `python -m gan.project` decodes it.
+    uploaded, _, _ = client.predict(None, handle_file(str(path)), 20, 2, None, api_name="/project")
+    assert np.array_equal(picture(uploaded)[: tile(1), : tile(1)], digit)
+    Image.fromarray(np.full((280, 280, 4), 255, dtype=np.uint8)).save(tmp_path / "blank.png")
+    blank = {
+        "background": None,
+        "layers": [],
+        "composite": handle_file(str(tmp_path / "blank.png")),
+    }
+    with pytest.raises(AppError) as info:
+        client.predict(blank, None, 20, 2, None, api_name="/project")
+    assert "blank" in (info.value.message or "") and "Traceback" not in (info.value.message or "")
+    with pytest.raises(AppError) as info:
+        client.predict(sketch, None, 10**6, 2, None, api_name="/project")
+    message = info.value.message or ""  # gradio's slider or check_input: either bounds it
+    assert "300" in message and "\n" not in message and "Traceback" not in message
+
+
 def test_nan_and_inf_get_one_line(server: str) -> None:
     """gradio_client will not send NaN, but the server parses it: a raw request can."""
     import httpx

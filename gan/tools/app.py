@@ -27,8 +27,8 @@ The generator is rebuilt from the checkpoint alone, as `python -m gan.sample` do
 errors are the same one-line `error: ...` messages (exit status 1). In the page, every input
 is checked (seeds in 0..2**63 - 1, the grid size, steps, position and class within their
 controls' ranges) and a bad one gets a one-line message; any other failure shows a generic
-line while its traceback goes to the server's log, never to the browser. The app takes no
-uploads: gradio's upload route refuses files over 1 MB. Panels:
+line while its traceback goes to the server's log, never to the browser. Uploads are pictures
+for the Project tab alone: gradio's upload route refuses files over 1 MB. Panels:
     samples        a grid from a seed ("new seed" draws another); a class picker for
                    class-conditional checkpoints
     interpolation  a strip of images between two seeds (straight or spherical), and a slider
@@ -36,6 +36,11 @@ uploads: gradio's upload route refuses files over 1 MB. Panels:
     collapse gauge the project classifier's class histogram and FID-like, coverage and
                    MNIST scores on 1,000 fresh samples, next to the real data's floor (needs
                    the data on disk and its cached classifier: `python -m gan.classifier`)
+    project        draw a digit (or upload a small picture): the nearest digit G draws, beside
+                   the prepared drawing, the search's path from a random z to the one found
+                   (gan.tools.project; at most 300 steps and 8 restarts), and a button that
+                   puts the found z into the Samples grid's first cell and starts the
+                   Interpolation strip from it
     run            the run's config.yaml and result.json, when the checkpoint is in a run folder
 """
 
@@ -64,6 +69,13 @@ from gan.tools.explore import (
     num_classes,
     sample_grid,
 )
+from gan.tools.project import (
+    Projector,
+    grey,
+    grid_with_found,
+    read_picture,
+    walk_from_found,
+)
 from gan.utils.errors import GanError, first_line
 from gan.utils.options import command, parse_options
 
@@ -78,9 +90,11 @@ MAX_QUEUE = 16  # requests waiting at once (a gauge reading takes seconds on a C
 MAX_GRID = 16  # images per side of the sample grid, at most
 MIN_STEPS, MAX_STEPS = 2, 24  # images along the interpolation strip
 SEED_MAX = 2**63 - 1  # seeds are int64: torch's generators take no larger
-MAX_UPLOAD = 1024 * 1024  # bytes per file on gradio's upload route: the app takes no uploads
+MAX_UPLOAD = 1024 * 1024  # bytes per file on gradio's upload route: a picture to project
 AUTH_ENV = "GAN_APP_AUTH"  # user:password, when not given as auth=
 LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")  # hosts that serve this machine only
+MIN_SEARCH, MAX_SEARCH = 10, 300  # Adam steps of a projection in the app: seconds, not minutes
+MAX_RESTARTS = 8  # random starts of a projection (a conditional G: per class)
 FAILED = "Drawing this failed on the server (its log says why); try other inputs or reload."
 
 log = logging.getLogger(__name__)
@@ -158,7 +172,13 @@ def credentials(
 # ---- the page's inputs -----------------------------------------------------------------
 
 
-WHOLE = {"seed": (0, SEED_MAX), "grid size": (1, MAX_GRID), "steps": (MIN_STEPS, MAX_STEPS)}
+WHOLE = {
+    "seed": (0, SEED_MAX),
+    "grid size": (1, MAX_GRID),
+    "steps": (MIN_STEPS, MAX_STEPS),
+    "search steps": (MIN_SEARCH, MAX_SEARCH),
+    "restarts": (1, MAX_RESTARTS),
+}
 
 
 def check_input(label: str, value: Any, options: Sequence[str] = ()) -> Any:
@@ -262,6 +282,7 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
     k = num_classes(module)
     config_text, result = run_files(ckpt)
     gauge = Gauge(module, held_out(config_text))
+    projector = Projector(module, ema)
     model = module.cfg.model
     weights = "G itself" if module.ema_generator is None or ema is False else "its EMA weights"
     classes = f", conditional on {k} classes" if k else ""
@@ -327,6 +348,49 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
                 label="class histogram", format="png", image_mode=None, interactive=False
             )
             gauge_json = gr.JSON(label="scores")
+        with gr.Tab("Project"):
+            gr.Markdown(
+                "Draw a digit, or upload a small picture of one (PNG or JPEG, at most 1 MB): "
+                "the search finds the latent whose image is nearest (pixel error plus the "
+                "project classifier's features), across every class for a conditional G "
+                "unless the class picker names one."
+            )
+            with gr.Row():
+                sketch = gr.Sketchpad(
+                    label="draw a digit",
+                    type="numpy",
+                    image_mode="RGBA",
+                    canvas_size=(280, 280),
+                    brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
+                )
+                # A file, not gr.Image: gradio hands over the path undecoded, and the
+                # picture is decoded as `python -m gan.project` decodes it (PIL, a few formats).
+                upload = gr.File(
+                    label="or upload a picture (PNG, JPEG, BMP, GIF, WebP; at most 1 MB)",
+                    file_types=[".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"],
+                    type="filepath",
+                )
+            with gr.Row():
+                search_steps = gr.Slider(
+                    MIN_SEARCH, MAX_SEARCH, value=150, step=10, label="search steps"
+                )
+                restarts = gr.Slider(1, MAX_RESTARTS, value=4, step=1, label="restarts")
+                find = gr.Button("find it in G", variant="primary")
+            match = gr.Image(
+                label="your digit, prepared as MNIST's | the nearest digit G draws",
+                format="png",
+                image_mode=None,
+                interactive=False,
+            )
+            match_note = gr.Markdown()
+            search_path = gr.Image(
+                label="the search: from a random z to the one found",
+                format="png",
+                image_mode=None,
+                interactive=False,
+            )
+            found = gr.State(None)  # {"z": [...], "label": class or -1} of the last match
+            send = gr.Button("use the found z in Samples and Interpolation")
         with gr.Tab("Run"):
             if config_text is None and result is None:
                 gr.Markdown(
@@ -373,6 +437,26 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
             plot = histogram(scores["class_share"], scores["real"]["class_share"])
             return gauge_table(scores), plot, scores
 
+        @friendly
+        def project_digit(
+            drawing: Any, picture: Any, n: Any, r: Any, choice: Any = None
+        ) -> tuple[np.ndarray, str, np.ndarray, dict[str, Any]]:
+            n, r = check_input("search steps", n), check_input("restarts", r)
+            choice = check_input("class", choice, options)
+            pixels = drawn(drawing, picture)  # (H, W) grey in [0, 1]
+            pair, strip_, latent, line = projector.find(pixels, n, r, choice)
+            return pair, line, strip_, latent
+
+        @friendly
+        def use_found(
+            latent: Any, s: Any, n: Any, b: Any, m: Any, sph: Any, t: Any
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            s, n = check_input("seed", s), check_input("grid size", n)
+            b, m = check_input("to seed", b), check_input("steps", m)
+            sph, t = check_input("spherical", sph), check_input("position", t)
+            picture = grid_with_found(module, latent, s, n, ema)
+            return (picture, *walk_from_found(module, latent, b, m, sph, t, ema))
+
         grid_in = [seed, side, picker]
         walk_in = [seed_a, seed_b, steps, spherical, position, picker]
         # Each drawing has one named endpoint (for scripts and gradio_client); the other
@@ -394,7 +478,45 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
             api_name="gauge",
             **raw,
         )
+        # gradio decodes the sketchpad's canvas into numpy (preprocess) and hands over an
+        # uploaded file's path; its upload route has refused anything over 1 MB already.
+        find.click(
+            project_digit,
+            [sketch, upload, search_steps, restarts, picker],
+            [match, match_note, search_path, found],
+            api_name="project",
+        )
+        send.click(
+            use_found,
+            [found, seed, side, seed_b, steps, spherical, position],
+            [grid, strip, frame],
+            api_visibility="private",
+        )
     return app
+
+
+def drawn(drawing: Any, picture: Any) -> Any:
+    """The Project tab's picture as grey (H, W) in [0, 1]: the uploaded file when there is
+    one (checked and decoded as `python -m gan.project` does), else the sketchpad's
+    composite (numpy (H, W, 4|3) or (H, W) uint8); GanError when neither holds a picture."""
+    import numpy as np
+    import torch
+
+    if isinstance(picture, str) and picture:
+        return read_picture(picture)
+    image = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise GanError("nothing to find: draw a digit on the canvas, or upload a picture.")
+    x = torch.from_numpy(np.ascontiguousarray(image)).float() / 255  # (H, W[, C])
+    if x.dim() == 2:
+        x = x[..., None]
+    if x.shape[-1] == 1:
+        x = x.expand(-1, -1, 3)
+    if x.shape[-1] == 3:
+        x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)  # opaque
+    if x.shape[-1] != 4:
+        raise GanError("the drawing is not an image of 1, 3 or 4 channels: draw again.")
+    return grey(x)
 
 
 def serve(cfg: DictConfig, auth: tuple[str, str] | None = None) -> None:
