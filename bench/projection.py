@@ -11,7 +11,7 @@ Both generators train for the same epochs on the MNIST test split (`--data-root`
 projected are the last `--digits` of those held-out indices (sorted), which neither G saw.
 They are MNIST digits already, so they go to the search as they are (no re-centring).
 
-Each digit is searched with `gan.tools.project.search` (the command line's loss and
+Each digit is searched with `gan.tools.projector.search` (the command line's loss and
 defaults: pixel MSE + 0.1 x the project classifier's relative feature distance + 1 x the
 latent-norm penalty; `--restarts` random starts, `--steps` Adam steps, starting latents
 seeded with `--seed`), the default run's G through its EMA weights, as it draws. Reported:
@@ -41,14 +41,14 @@ from gan.core.sampling import sample_z
 from gan.data.datamodule import held_out_split
 from gan.data.mnist import load_split
 from gan.metrics.classifier import load_or_train
-from gan.tools.project import classify, search
+from gan.tools.projector import classify, search
 from gan.training.checkpoints import load_gan
 
 VAL_SIZE = 1000  # the framework's data.val_size: the held-out part of the split
 
 
 class PlainModel:
-    """The plain loop's G, as `gan.tools.project.search` takes a model: N(0, 1) latents of
+    """The plain loop's G, as `gan.tools.projector.search` takes a model: N(0, 1) latents of
     100, tanh images, unconditional, on the CPU."""
 
     def __init__(self, g: nn.Module) -> None:

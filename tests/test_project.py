@@ -14,16 +14,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from gan.data.pictures import MAX_SIDE, MNIST_BOX, read_picture, to_mnist
 from gan.nets import ARCHITECTURES
 from gan.tools.explore import generate_images
-from gan.tools.project import (
-    MAX_SIDE,
-    MNIST_BOX,
-    main,
-    read_picture,
-    search,
-    to_mnist,
-)
+from gan.tools.project import main
+from gan.tools.projector import search
 from gan.training.checkpoints import load_gan
 from tests.helpers import TINY, cli_error, compose_cfg, run_cli, save_untrained
 
@@ -193,7 +188,7 @@ def test_the_found_z_goes_to_samples_and_interpolation(ckpts: dict[str, Path]) -
     """What the Project tab's *use the found z* button draws: G(found z) in the grid's first
     cell, and the walk starting from it."""
     from gan.tools.explore import sample_grid, to_picture
-    from gan.tools.project import Projector, grid_with_found, walk_from_found
+    from gan.tools.projector import Projector, grid_with_found, walk_from_found
     from gan.utils.errors import GanError
 
     module = load_gan(ckpts["concat"])

@@ -38,7 +38,7 @@ for the Project tab alone: gradio's upload route refuses files over 1 MB. Panels
                    the data on disk and its cached classifier: `python -m gan.classifier`)
     project        draw a digit (or upload a small picture): the nearest digit G draws, beside
                    the prepared drawing, the search's path from a random z to the one found
-                   (gan.tools.project; at most 300 steps and 8 restarts), and a button that
+                   (gan.tools.projector; at most 300 steps and 8 restarts), and a button that
                    puts the found z into the Samples grid's first cell and starts the
                    Interpolation strip from it
     run            the run's config.yaml and result.json, when the checkpoint is in a run folder
@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig
 
+from gan.data.pictures import grey, read_picture
 from gan.tools.explore import (
     PER_ROW,
     Gauge,
@@ -69,13 +70,7 @@ from gan.tools.explore import (
     num_classes,
     sample_grid,
 )
-from gan.tools.project import (
-    Projector,
-    grey,
-    grid_with_found,
-    read_picture,
-    walk_from_found,
-)
+from gan.tools.projector import Projector, grid_with_found, walk_from_found
 from gan.utils.errors import GanError, first_line
 from gan.utils.options import command, parse_options
 
