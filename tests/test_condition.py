@@ -15,7 +15,7 @@ from PIL import Image
 
 from gan.core.sampling import generate
 from gan.nets import ARCHITECTURES
-from gan.nets.base import CONDITIONS
+from gan.nets.base import CLASS_HEADS, CONDITIONS
 from gan.tools.sample import load_gan
 from gan.tools.sample import main as sample_main
 from gan.training.module import GAN
@@ -41,9 +41,9 @@ def test_the_label_reaches_g_and_d(make_cfg: MakeCfg, model: str, condition: str
         assert a.shape == (4, 1, size, size)
         assert not torch.allclose(a, b), "G ignores the label"
         d = module.discriminator
-        if condition == "acgan":  # the label reaches D's loss through its class head
-            logits, classes = d(a, threes, aux=True)
-            assert logits.shape == (4,) and classes.shape == (4, 10)
+        if condition in CLASS_HEADS:  # the label reaches D's loss through its class heads
+            logits, *heads = d(a, threes, aux=True)
+            assert logits.shape == (4,) and all(h.shape == (4, 10) for h in heads)
         else:
             assert d(a, threes).shape == (4,)
             assert not torch.allclose(d(a, threes), d(a, sevens)), "D's logit ignores the label"

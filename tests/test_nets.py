@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gan.nets import ARCHITECTURES
-from gan.nets.base import CONDITIONS
+from gan.nets.base import CLASS_HEADS, CONDITIONS
 from gan.utils.errors import GanError
 
 B = 4
@@ -115,9 +115,9 @@ class NetworkInterfaceTests:
         g, d = make()
         z, labels = inputs
         x = self.generate(g, z, labels)
-        if condition == "acgan":  # the class head is trained through its own output
-            logits, classes = d(x, labels, aux=True)
-            loss = logits.sum() + classes.sum()
+        if condition in CLASS_HEADS:  # the class heads are trained through their own outputs
+            logits, *heads = d(x, labels, aux=True)
+            loss = logits.sum() + sum(head.sum() for head in heads)
         else:
             loss = self.score(d, x, labels).sum()
         loss.backward()
@@ -162,11 +162,11 @@ class NetworkInterfaceTests:
                 assert d(x).shape == (B,)  # no labels needed
                 return
             threes, sevens = torch.full((B,), 3), torch.full((B,), 7)
-            if condition == "acgan":  # the label reaches D's loss through its class head only
+            if condition in CLASS_HEADS:  # the label reaches D's loss through its heads only
                 torch.testing.assert_close(d(x, threes), d(x, sevens))
             else:
                 assert not torch.allclose(d(x, threes), d(x, sevens)), "D ignores the label"
-        if condition != "acgan":
+        if condition not in CLASS_HEADS:
             with pytest.raises(GanError, match="class-conditional: pass labels"):
                 d(x)
 
@@ -179,15 +179,16 @@ class NetworkInterfaceTests:
         g, d = make()
         z, labels = inputs
         x = self.generate(g, z, labels).detach()
-        if condition != "acgan":
-            assert d.aux_head is None
+        if condition not in CLASS_HEADS:
+            assert d.aux_head is None and d.twin_head is None
             if condition != "none":
-                with pytest.raises(GanError, match="aux=True needs condition=acgan"):
+                with pytest.raises(GanError, match="aux=True needs condition=acgan or tacgan"):
                     d(x, labels, aux=True)
             return
         d.eval()  # no dropout draw: the two calls are comparable
-        logits, classes = d(x, labels, aux=True)
-        assert logits.shape == (B,) and classes.shape == (B, CLASSES)
+        logits, *heads = d(x, labels, aux=True)  # acgan: the classifier; tacgan: and its twin
+        assert logits.shape == (B,) and len(heads) == CLASS_HEADS[condition]
+        assert all(head.shape == (B, CLASSES) for head in heads)
         torch.testing.assert_close(logits, d(x, labels))  # the same logit, and the classes
 
     def test_same_seed_same_networks_and_outputs(

@@ -58,6 +58,7 @@ CASES = {
     "projection-d2g1": ["condition=projection", "step_ratio=d2g1"],
     "acgan-wgan_gp-reuse-fake": ["condition=acgan", "loss=wgan_gp", "perf.reuse_fake=true"],
     "concat-lsgan": ["condition=concat", "loss=lsgan"],
+    "tacgan-hinge-d2g1": ["condition=tacgan", "loss=hinge", "step_ratio=d2g1"],
     # the stabilisers: every one draws from the RNG or keeps state in the step or in D
     "rpgan-r1-r2-diffaug-reuse": [
         "loss=rpgan",
@@ -155,3 +156,70 @@ def test_every_registered_loss_runs_through_the_step() -> None:
         assert calls == ["d", "d", "g", "g", "g"], name
         assert len(penalties) == (2 if penalty else 0), name
         assert out.real_logits.shape == (5,) and out.fake_logits.shape == (5,)
+
+
+@pytest.mark.parametrize("condition", ["acgan", "tacgan"])
+def test_class_heads_learn_what_their_method_says(condition: str) -> None:
+    """AC-GAN's classifier learns the reals' and the fakes' classes; TAC-GAN's learns the
+    reals' only, its twin the fakes', and G's loss subtracts the twin's cross-entropy."""
+    import contextlib
+
+    import torch.nn.functional as F
+
+    from gan.nets.base import BaseDiscriminator
+
+    class D(BaseDiscriminator):  # the smallest D with class heads
+        def __init__(self) -> None:
+            super().__init__(condition=condition, num_classes=3)
+            self.img_size = 2
+            self.net = torch.nn.Sequential(
+                torch.nn.Flatten(), torch.nn.Linear(4, 5), torch.nn.Linear(5, 1)
+            )
+            self.attach_condition()
+
+    class G(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return self.lin(z + labels[:, None]).view(-1, 1, 2, 2)
+
+    losses: dict[str, torch.Tensor] = {}
+
+    class Keep:  # an Updates that keeps the loss and steps nothing
+        def train(self, net: str) -> Any:
+            return contextlib.nullcontext()
+
+        def step(self, net: str, loss: torch.Tensor) -> None:
+            losses[net] = loss
+
+    torch.manual_seed(0)
+    g, d = G(), D()
+    z, fake_labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    real, real_labels = torch.randn(6, 1, 2, 2), torch.tensor([2, 2, 1, 1, 0, 0])
+    smoothing = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})
+    step = GanStep(
+        LOSSES["hinge"],
+        smoothing,
+        lambda n: z[:n],
+        sample_labels=lambda n: fake_labels[:n],
+        aux_weight=1.0,
+        twin=condition == "tacgan",
+    )
+    step(g, d, real, Keep(), labels=real_labels)
+
+    fake = g(z, fake_labels)
+    real_out, fake_out = d(real, real_labels, aux=True), d(fake, fake_labels, aux=True)
+    adv_d = LOSSES["hinge"].d(real_out[0], fake_out[0], None)
+    real_ce = F.cross_entropy(real_out[1], real_labels)
+    if condition == "acgan":
+        d_aux = real_ce + F.cross_entropy(fake_out[1], fake_labels)
+        g_aux = F.cross_entropy(fake_out[1], fake_labels)
+    else:  # the twin (the third output) learns the fakes; G moves away from it
+        d_aux = real_ce + F.cross_entropy(fake_out[2], fake_labels)
+        g_aux = F.cross_entropy(fake_out[1], fake_labels) - F.cross_entropy(
+            fake_out[2], fake_labels
+        )
+    torch.testing.assert_close(losses["d"], adv_d + d_aux)
+    torch.testing.assert_close(losses["g"], LOSSES["hinge"].g(fake_out[0], None) + g_aux)

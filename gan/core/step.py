@@ -59,6 +59,11 @@ class GanStep:
     With `num_classes` > 0 the networks are class-conditional (gan.nets.base): G draws
     fakes of random classes, D scores reals with their labels and fakes with theirs, and
     with `aux_weight` > 0 (acgan) both losses add the auxiliary classifier's cross-entropy.
+    With `twin` (tacgan, Gong et al. 2019), D's classifier learns from reals only and a
+    twin head learns the fakes' classes; G adds the classifier's cross-entropy on its fakes
+    and subtracts the twin's. AC-GAN's classifier also learns G's labelling of the fakes,
+    so G and D can agree on classes that are not the data's (a permuted or collapsed
+    labelling); TAC-GAN's cannot.
 
     Stabilisers: `augment` (DiffAugment) transforms every image D scores, in both updates;
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
@@ -83,6 +88,7 @@ class GanStep:
         r2: float = 0.0,
         reg_every: int = 1,
         topk: float = 1.0,
+        twin: bool = False,
     ) -> None:
         self.loss = loss
         self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
@@ -92,6 +98,7 @@ class GanStep:
         self.reuse_fake = reuse_fake
         self.sample_labels = sample_labels  # n -> (n,) class indices; None: unconditional
         self.aux_weight = aux_weight
+        self.twin = twin
         self.augment = augment
         self.r1, self.r2, self.reg_every = r1, r2, reg_every
         self.topk = topk
@@ -107,6 +114,7 @@ class GanStep:
         """From a config with `loss`, `label_smoothing`, `step_ratio`, `perf`, `condition`,
         `stabilize` and `model.output`."""
         conditioned = cfg.condition.name != "none"
+        heads = cfg.condition.name in ("acgan", "tacgan")  # D classifies (nets' CLASS_HEADS)
         st = cfg.stabilize
         # Translation and cutout fill with the background: the low end of G's range.
         augment = DiffAugment(st.diffaug, value_range(cfg.model.output)[0]) if st.diffaug else None
@@ -119,7 +127,8 @@ class GanStep:
             penalty_weight=cfg.loss.gp_weight,
             reuse_fake=cfg.perf.reuse_fake,
             sample_labels=sample_labels if conditioned else None,
-            aux_weight=cfg.condition.aux_weight if cfg.condition.name == "acgan" else 0.0,
+            aux_weight=cfg.condition.aux_weight if heads else 0.0,
+            twin=cfg.condition.name == "tacgan",
             augment=augment,
             r1=st.r1,
             r2=st.r2,
@@ -135,13 +144,17 @@ class GanStep:
         labels = self.sample_labels(n)
         return g(z, labels), labels
 
-    def score(self, d: nn.Module, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """D's logits (B,), and its class logits (B, num_classes) under acgan, of x as it is
-        (augment first with `view`)."""
+    def score(
+        self, d: nn.Module, x: Tensor, labels: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+        """D's logits (B,), and under acgan/tacgan its class heads' logits, each (B,
+        num_classes): (classifier,) or (classifier, twin); of x as it is (augment first
+        with `view`)."""
         if self.sample_labels is None:
             return d(x), None
         if self.aux_weight:
-            return d(x, labels, aux=True)
+            logits, *heads = d(x, labels, aux=True)
+            return logits, tuple(heads)
         return d(x, labels), None
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:
@@ -187,7 +200,10 @@ class GanStep:
             if r2:
                 loss = loss + r2 / 2 * self.reg_every * zero_centered_penalty(fake_logits, fake_in)
             if real_aux is not None and fake_aux is not None:
-                aux = F.cross_entropy(real_aux, labels) + F.cross_entropy(fake_aux, fake_labels)
+                # acgan: the classifier learns reals and fakes; tacgan: reals, and the twin fakes
+                fake_head = fake_aux[1] if self.twin else fake_aux[0]
+                aux = F.cross_entropy(real_aux[0], labels)
+                aux = aux + F.cross_entropy(fake_head, fake_labels)
                 loss = loss + self.aux_weight * aux
             updates.step("d", loss)
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
@@ -214,10 +230,13 @@ class GanStep:
                 keep = logits.detach().topk(max(1, round(self.topk * logits.size(0)))).indices
                 logits = logits[keep]  # (k,)
                 real_logits = real_logits[keep] if real_logits is not None else None
-                aux, labels = (aux[keep], labels[keep]) if aux is not None else (aux, labels)
+                if aux is not None:
+                    aux, labels = tuple(head[keep] for head in aux), labels[keep]
             loss = self.loss.g(logits, real_logits)
             if aux is not None:
-                loss = loss + self.aux_weight * F.cross_entropy(aux, labels)
+                loss = loss + self.aux_weight * F.cross_entropy(aux[0], labels)
+                if self.twin:  # away from what the twin can tell of G's classes
+                    loss = loss - self.aux_weight * F.cross_entropy(aux[1], labels)
             updates.step("g", loss)
         return loss.detach()
 

@@ -9,7 +9,7 @@ the LightningModule relies on it):
   (B, channels, img_size, img_size).
 - `Discriminator(..., channels=1, condition="none", num_classes=0, embed_dim=10)`; class
   attributes `img_size` and `family`; `forward(x, labels=None, aux=False)`: images ->
-  raw logits (B,), no sigmoid (the loss applies it); with `aux` (acgan) also class logits.
+  raw logits (B,), no sigmoid (the loss applies it); with `aux` (acgan, tacgan) also class logits.
 
 Every family-specific kwarg has a default, so `Generator(latent_dim)` / `Discriminator()`
 build the tutorial's network (dcgan's G: the default run's half width, 32; the tutorial's

@@ -14,7 +14,9 @@ al. 2017): G always takes a learned label embedding concatenated to z. D takes t
     projection  as the inner product of a class embedding with its pooled features,
                 added to the logit;
     acgan       not at all: an auxiliary head predicts the class from its pooled
-                features (`forward(x, labels, aux=True)` returns both outputs).
+                features (`forward(x, labels, aux=True)` returns both outputs);
+    tacgan      as acgan, plus a twin head that learns the classes of G's fakes (Gong et
+                al. 2019): `forward(x, labels, aux=True)` returns the logit and both heads.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from torch import Tensor, nn
 from gan.nets import check_images, check_latent_dim
 from gan.utils.errors import GanError
 
-CONDITIONS = ("none", "concat", "projection", "acgan")  # `condition.name`
+CONDITIONS = ("none", "concat", "projection", "acgan", "tacgan")  # `condition.name`
+CLASS_HEADS = {"acgan": 1, "tacgan": 2}  # conditions whose D classifies: how many heads
 
 
 def _check_condition(condition: str, num_classes: int, channels: int) -> None:
@@ -93,7 +96,8 @@ class BaseGenerator(nn.Module):
 
 class BaseDiscriminator(nn.Module):
     """D: `forward(x, labels=None, aux=False)`, images (B, channels, img_size, img_size) ->
-    raw logits (B,) (no sigmoid: the loss has it); with aux (acgan), also class logits."""
+    raw logits (B,) (no sigmoid: the loss has it); with aux (acgan, tacgan), also the class
+    heads' logits."""
 
     img_size: int = 28
     family: str = ""  # the `model` option, named in errors
@@ -114,13 +118,16 @@ class BaseDiscriminator(nn.Module):
         self.label_planes = nn.Embedding(k, self.embed_dim) if c == "concat" else None
         self.projection: nn.Embedding | None = None
         self.aux_head: nn.Linear | None = None
-        if c in ("projection", "acgan"):
+        self.twin_head: nn.Linear | None = None
+        if c == "projection" or c in CLASS_HEADS:
             width = self.pooled(self._features_probe()).size(1)
             if c == "projection":
                 self.projection = nn.Embedding(k, width)
                 nn.init.normal_(self.projection.weight, 0.0, 0.02)  # small: starts as plain D
             else:
                 self.aux_head = nn.Linear(width, k)
+            if c == "tacgan":
+                self.twin_head = nn.Linear(width, k)
 
     def _features_probe(self) -> Tensor:
         was = self.training
@@ -140,7 +147,7 @@ class BaseDiscriminator(nn.Module):
 
     def forward(
         self, x: Tensor, labels: Tensor | None = None, aux: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    ) -> Tensor | tuple[Tensor, ...]:
         check_images(x, self.img_size, self.family, self.channels)
         if self.condition == "none":
             return self.net(x).view(-1)  # (B,) logits
@@ -154,8 +161,13 @@ class BaseDiscriminator(nn.Module):
             logits = logits + (embedded * self.pooled(h)).sum(1)
         if aux:
             if self.aux_head is None:
-                raise GanError("aux=True needs condition=acgan: this D has no auxiliary head")
-            return logits, self.aux_head(self.pooled(h))  # (B,), (B, num_classes)
+                raise GanError(
+                    "aux=True needs condition=acgan or tacgan: this D has no auxiliary head"
+                )
+            pooled = self.pooled(h)
+            if self.twin_head is None:
+                return logits, self.aux_head(pooled)  # (B,), (B, num_classes)
+            return logits, self.aux_head(pooled), self.twin_head(pooled)  # and the twin's
         return logits
 
 

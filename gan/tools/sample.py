@@ -267,7 +267,7 @@ def classes(module: GAN, cfg: DictConfig, n: int) -> Tensor | None:
             raise GanError(
                 f"{cfg.ckpt} is unconditional (trained with condition=none): it has no classes "
                 f"to pick. Drop label=, labels= and per_class=, or train with "
-                f"condition=projection (or concat, acgan)."
+                f"condition=projection (or concat, acgan, tacgan)."
             )
         return None
     bad = [c for c in asked if not 0 <= c < k]

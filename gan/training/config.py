@@ -43,12 +43,12 @@ class ModelConfig:
 
 @dataclass
 class ConditionConfig:
-    """Class conditioning (gan.nets.base): none | concat | projection | acgan."""
+    """Class conditioning (gan.nets.base): none | concat | projection | acgan | tacgan."""
 
     name: str = "none"
     num_classes: int = 10  # the data's classes: follows data.num_classes in training runs
     embed_dim: int = 10  # the label embedding: appended to z in G; D's extra input planes (concat)
-    aux_weight: float = 1.0  # acgan: weight of the auxiliary classifier's cross-entropy
+    aux_weight: float = 1.0  # acgan, tacgan: weight of the class heads' cross-entropies
 
 
 @dataclass
