@@ -188,9 +188,9 @@ def check_input(label: str, value: Any, options: Sequence[str] = ()) -> Any:
 
     `label` is what the page calls the input: "seed" (and "from seed", "to seed"), "grid
     size" and "steps" take a whole number in WHOLE's range; "position" a finite number in
-    [0, 1]; "truncation" one in [0, MAX_TRUNCATION]; "spherical" true or false; "class" one of `options`, or None. Returns the value
-    as the drawing takes it (int, float, bool, str or None); GanError, one line naming the
-    input and what it takes, otherwise. Text is never quoted back: the page shows messages
+    [0, 1]; "truncation" one in [0, MAX_TRUNCATION]; "spherical" true or false; "class" one
+    of `options`, or None. Returns the value as the drawing takes it (int, float, bool, str
+    or None); GanError, one line naming the input and what it takes, otherwise. Text is never quoted back: the page shows messages
     as HTML.
     """
     if label == "class":

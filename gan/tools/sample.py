@@ -25,9 +25,9 @@ Options (key=value, Hydra style; an unknown key is an error):
     spherical    true: walk along the sphere (slerp) instead of the straight line
     truncation   the truncation trick's ψ >= 0, in every mode: each latent G sees becomes
                  mean + ψ (z - mean) (gan.core.sampling.truncate; the mean is 0 for both
-                 noises). 1: off; 0.5-0.8: more typical images, less variety; 0: every
-                 image is G(mean). Default: the ψ a folder of `gan.export format=safetensors
-                 truncation=...` records, else 1.0. See docs/truncation.md
+                 noises). 1: off; below 1: more typical images, less variety; 0: every
+                 image is G(mean). Default 1.0, or the ψ recorded by a folder written by
+                 `gan.export format=safetensors truncation=...`. See docs/truncation.md
     ema          true: the EMA weights (an error if the run kept none); false: G itself;
                  null (the default): the EMA weights when the checkpoint has them
     label        conditional checkpoints: draw this class only
