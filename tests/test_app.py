@@ -158,6 +158,19 @@ def test_interpolation_strip_and_slider(client: Any) -> None:
     assert not np.array_equal(strip, other)
 
 
+def test_the_truncation_sliders(client: Any) -> None:
+    """ψ is the last input of /grid and /interpolate; left out, gradio_client sends 1 (off)."""
+    plain = picture(client.predict(3, 4, None, api_name="/grid"))
+    assert np.array_equal(plain, picture(client.predict(3, 4, None, 1.0, api_name="/grid")))
+    mean = picture(client.predict(3, 4, None, 0.0, api_name="/grid"))  # G(0) in every cell
+    assert not np.array_equal(plain, mean)
+    assert np.array_equal(mean, picture(client.predict(4, 4, None, 0.0, api_name="/grid")))
+    walk = (0, 1, 10, False, 0.5, None)
+    strip, _ = map(picture, client.predict(*walk, api_name="/interpolate"))
+    low, _ = map(picture, client.predict(*walk, 0.5, api_name="/interpolate"))
+    assert not np.array_equal(strip, low)
+
+
 def test_gauge_reads_scores_and_histogram(client: Any) -> None:
     note, plot, scores = client.predict(0, None, api_name="/gauge")
     assert "FID-like" in note and "real data" in note
@@ -243,8 +256,13 @@ def test_nan_and_inf_get_one_line(server: str) -> None:
     import httpx
 
     for api, data, expected in [
-        ("grid", "[NaN, 4, null]", "seed must be a whole number from 0 to"),
-        ("interpolate", "[0, 1, 10, false, Infinity, null]", "position must be a number from 0"),
+        ("grid", "[NaN, 4, null, 1]", "seed must be a whole number from 0 to"),
+        (
+            "grid",
+            "[3, 4, null, NaN]",
+            "must be a number from 0 to 1.5, not nan",
+        ),  # ψ arrives JSON-escaped
+        ("interpolate", "[0, 1, 10, false, Infinity, null, 1]", "position must be a number from 0"),
     ]:
         url = f"{server}gradio_api/call/{api}"
         body = f'{{"data": {data}}}'

@@ -5,6 +5,7 @@ Used by the module, the image callbacks, the metrics and `gan.sample`:
     z = sample_z("normal", 100, n=16, device="cpu")   # (16, 100)
     images = generate(module, z)                       # (16, 1, 28, 28) in G's range
     walk = slerp(z[:4], z[4:8], torch.linspace(0, 1, 10))  # (4, 10, 100)
+    near = truncate(z, 0.7, "normal")                  # (16, 100): the truncation trick
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gan.utils.options import check_truncation
 
 
 class Drawable(Protocol):
@@ -36,6 +39,13 @@ NOISES: dict[str, Noise] = {
     "uniform": lambda shape, gen, device: (
         torch.rand(shape, generator=gen, device=device) * 2 - 1
     ),  # U[-1, 1]
+}
+
+# Each distribution's mean: the centre `truncate` pulls latents towards. A new distribution
+# declares its own here, beside its entry in NOISES (a test checks both name the same ones).
+NOISE_MEANS: dict[str, float] = {
+    "normal": 0.0,  # N(0, 1)
+    "uniform": 0.0,  # U[-1, 1]
 }
 
 # G's output activations: `model.output` -> the range of its images.
@@ -94,6 +104,24 @@ def generate(
         return torch.cat([generator(zc, yc).float() for zc, yc in pairs])
     finally:
         generator.train(was_training)
+
+
+def truncate(z: Tensor, psi: float, dist: str) -> Tensor:
+    """The truncation trick (Brock et al. 2019's BigGAN; the StyleGAN form): latents pulled
+    towards their distribution's mean, `mean + psi * (z - mean)`, z (N, D) -> (N, D).
+
+    The same convention for every distribution in NOISES: its mean is NOISE_MEANS[dist],
+    0 for both `normal` N(0, 1) and `uniform` U[-1, 1], where this is `psi * z`. psi = 1
+    returns z itself (untouched); psi = 0 gives the mean latent for every z, so every image
+    is G(mean) (G(mean, y) for class y); 0 < psi < 1 trades variety for typical images;
+    psi > 1 widens the spread. Applied to every latent G sees, after any walk between
+    latents. GanError for a psi that is not a number >= 0 (gan.utils.options.check_truncation).
+    """
+    psi = check_truncation(psi)
+    if psi == 1.0:
+        return z
+    mean = NOISE_MEANS[dist]
+    return mean + psi * (z - mean)  # (N, D)
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:

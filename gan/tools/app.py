@@ -30,9 +30,10 @@ controls' ranges) and a bad one gets a one-line message; any other failure shows
 line while its traceback goes to the server's log, never to the browser. Uploads are pictures
 for the Project tab alone: gradio's upload route refuses files over 1 MB. Panels:
     samples        a grid from a seed ("new seed" draws another); a class picker for
-                   class-conditional checkpoints
+                   class-conditional checkpoints; a truncation ψ slider (0 to 1.5: the ψ a
+                   shared folder records, else 1; docs/truncation.md)
     interpolation  a strip of images between two seeds (straight or spherical), and a slider
-                   that shows the image at any point of the path
+                   that shows the image at any point of the path; a ψ slider of its own
     collapse gauge the project classifier's class histogram and FID-like, coverage and
                    MNIST scores on 1,000 fresh samples, next to the real data's floor (needs
                    the data on disk and its cached classifier: `python -m gan.classifier`)
@@ -90,6 +91,7 @@ AUTH_ENV = "GAN_APP_AUTH"  # user:password, when not given as auth=
 LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")  # hosts that serve this machine only
 MIN_SEARCH, MAX_SEARCH = 10, 300  # Adam steps of a projection in the app: seconds, not minutes
 MAX_RESTARTS = 8  # random starts of a projection (a conditional G: per class)
+MAX_TRUNCATION = 1.5  # the truncation ψ sliders' top (gan.core.sampling.truncate; 1: off)
 FAILED = "Drawing this failed on the server (its log says why); try other inputs or reload."
 
 log = logging.getLogger(__name__)
@@ -181,9 +183,9 @@ def check_input(label: str, value: Any, options: Sequence[str] = ()) -> Any:
 
     `label` is what the page calls the input: "seed" (and "from seed", "to seed"), "grid
     size" and "steps" take a whole number in WHOLE's range; "position" a finite number in
-    [0, 1]; "spherical" true or false; "class" one of `options`, or None. Returns the value
-    as the drawing takes it (int, float, bool, str or None); GanError, one line naming the
-    input and what it takes, otherwise. Text is never quoted back: the page shows messages
+    [0, 1]; "truncation" one in [0, MAX_TRUNCATION]; "spherical" true or false; "class" one
+    of `options`, or None. Returns the value as the drawing takes it (int, float, bool, str
+    or None); GanError, one line naming the input and what it takes, otherwise. Text is never quoted back: the page shows messages
     as HTML.
     """
     if label == "class":
@@ -203,6 +205,10 @@ def check_input(label: str, value: Any, options: Sequence[str] = ()) -> Any:
         if number is not None and math.isfinite(number) and 0 <= number <= 1:
             return float(number)
         raise GanError(f"position must be a number from 0 to 1{got}.")
+    if label == "truncation":
+        if number is not None and math.isfinite(number) and 0 <= number <= MAX_TRUNCATION:
+            return float(number)
+        raise GanError(f"truncation ψ must be a number from 0 to {MAX_TRUNCATION:g}{got}.")
     low, high = WHOLE["seed" if label.endswith("seed") else label]
     whole = isinstance(number, int) or (
         isinstance(number, float) and math.isfinite(number) and number.is_integer()
@@ -273,7 +279,10 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
     """The gradio app for `module`, loaded from `ckpt`; `cfg` holds the app's options."""
     import gradio as gr
 
+    from gan.training.hub import recorded_truncation
+
     ema = cfg.ema
+    psi = min(recorded_truncation(ckpt), MAX_TRUNCATION)  # the sliders' start: a folder's ψ
     k = num_classes(module)
     config_text, result = run_files(ckpt)
     gauge = Gauge(module, held_out(config_text))
@@ -301,8 +310,11 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
                 seed = gr.Number(cfg.seed, precision=0, label="seed", minimum=0)
                 new_seed = gr.Button("new seed")
                 side = gr.Slider(1, MAX_GRID, value=cfg.grid, step=1, label="grid size")
+                truncation = gr.Slider(
+                    0, MAX_TRUNCATION, value=psi, step=0.05, label="truncation ψ (1: off)"
+                )
             grid = gr.Image(
-                sample_grid(module, cfg.seed, side.value, PER_ROW, ema),
+                sample_grid(module, cfg.seed, side.value, PER_ROW, ema, psi),
                 label="samples",
                 format="png",
                 image_mode=None,
@@ -314,8 +326,11 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
                 seed_b = gr.Number(next_seed, precision=0, label="to seed", minimum=0)
                 steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=10, step=1, label="steps")
                 spherical = gr.Checkbox(False, label="spherical (slerp)")
+                walk_psi = gr.Slider(
+                    0, MAX_TRUNCATION, value=psi, step=0.05, label="truncation ψ (1: off)"
+                )
             first_path, first_frame = interpolation(
-                module, cfg.seed, next_seed, steps.value, False, 0.5, PER_ROW, ema
+                module, cfg.seed, next_seed, steps.value, False, 0.5, PER_ROW, ema, psi
             )
             strip = gr.Image(
                 first_path, label="path", format="png", image_mode=None, interactive=False
@@ -401,22 +416,25 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
         # decides what is valid, so a bad value is a one-line message, not a crash in
         # gradio's own conversion (int(round(nan)), say).
         @friendly
-        def draw_grid(s: Any, n: Any, choice: Any = None) -> np.ndarray:
+        def draw_grid(s: Any, n: Any, choice: Any = None, p: Any = 1.0) -> np.ndarray:
             s, n = check_input("seed", s), check_input("grid size", n)
-            return sample_grid(module, s, n, check_input("class", choice, options), ema)
+            choice, p = check_input("class", choice, options), check_input("truncation", p)
+            return sample_grid(module, s, n, choice, ema, p)
 
         @friendly
         def draw_walk(
-            a: Any, b: Any, n: Any, sph: Any, t: Any, choice: Any = None
+            a: Any, b: Any, n: Any, sph: Any, t: Any, choice: Any = None, p: Any = 1.0
         ) -> tuple[np.ndarray, np.ndarray]:
             a, b = check_input("from seed", a), check_input("to seed", b)
             n, sph = check_input("steps", n), check_input("spherical", sph)
             t, choice = check_input("position", t), check_input("class", choice, options)
-            return interpolation(module, a, b, n, sph, t, choice, ema)
+            return interpolation(module, a, b, n, sph, t, choice, ema, check_input("truncation", p))
 
         @friendly
-        def draw_frame(a: Any, b: Any, n: Any, sph: Any, t: Any, choice: Any) -> np.ndarray:
-            return draw_walk(a, b, n, sph, t, choice)[1]
+        def draw_frame(
+            a: Any, b: Any, n: Any, sph: Any, t: Any, choice: Any, p: Any = 1.0
+        ) -> np.ndarray:
+            return draw_walk(a, b, n, sph, t, choice, p)[1]
 
         @friendly
         def reroll() -> int:
@@ -452,18 +470,18 @@ def build(module: GAN, ckpt: Path, cfg: DictConfig) -> gr.Blocks:
             picture = grid_with_found(module, latent, s, n, ema)
             return (picture, *walk_from_found(module, latent, b, m, sph, t, ema))
 
-        grid_in = [seed, side, picker]
-        walk_in = [seed_a, seed_b, steps, spherical, position, picker]
+        grid_in = [seed, side, picker, truncation]
+        walk_in = [seed_a, seed_b, steps, spherical, position, picker, walk_psi]
         # Each drawing has one named endpoint (for scripts and gradio_client); the other
         # triggers of the same function stay private.
         raw = {"preprocess": False}  # the handlers check their inputs themselves
         seed.change(draw_grid, grid_in, grid, api_name="grid", **raw)
         # The first pictures are drawn above, into the page itself: no request on load.
-        for trigger in (side.change, picker.change):
+        for trigger in (side.change, picker.change, truncation.change):
             trigger(draw_grid, grid_in, grid, api_visibility="private", **raw)
         new_seed.click(reroll, None, seed, api_visibility="private")  # seed.change redraws
         seed_a.change(draw_walk, walk_in, [strip, frame], api_name="interpolate", **raw)
-        for trigger in (seed_b.change, steps.change, spherical.change):
+        for trigger in (seed_b.change, steps.change, spherical.change, walk_psi.change):
             trigger(draw_walk, walk_in, [strip, frame], api_visibility="private", **raw)
         position.change(draw_frame, walk_in, frame, api_visibility="private", **raw)
         measure.click(

@@ -77,13 +77,22 @@ def to_picture(images: Tensor, nrow: int) -> np.ndarray:
 
 
 def sample_grid(
-    module: GAN, seed: int, side: int, choice: str | None = None, ema: bool | None = None
+    module: GAN,
+    seed: int,
+    side: int,
+    choice: str | None = None,
+    ema: bool | None = None,
+    psi: float = 1.0,
 ) -> np.ndarray:
-    """A side x side grid of samples from `seed` (a picture, see `to_picture`)."""
+    """A side x side grid of samples from `seed` (a picture, see `to_picture`), its latents
+    truncated at `psi` (gan.core.sampling.truncate; 1: as drawn)."""
+    from gan.core.sampling import truncate
+
     side = int(side)
     n = side * side
     labels = class_labels(module, choice, n, side)
-    return to_picture(generate_images(module, latents(module, seed, n), labels, ema), side)
+    z = truncate(latents(module, seed, n), psi, module.cfg.noise.dist)  # (n, D)
+    return to_picture(generate_images(module, z, labels, ema), side)
 
 
 def interpolation(
@@ -95,12 +104,14 @@ def interpolation(
     position: float,
     choice: str | None = None,
     ema: bool | None = None,
+    psi: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The strip of `steps` images from seed_a's latent to seed_b's, and the image at
-    `position` in [0, 1] along the same path (straight, or along the sphere)."""
+    `position` in [0, 1] along the same path (straight, or along the sphere), every latent
+    truncated at `psi` (1: as drawn)."""
     import torch
 
-    from gan.core.sampling import lerp, slerp, walk
+    from gan.core.sampling import lerp, slerp, truncate, walk
 
     z0, z1 = latents(module, seed_a, 1), latents(module, seed_b, 1)  # (1, D) each
     steps = int(steps)
@@ -108,7 +119,8 @@ def interpolation(
     t = torch.tensor([float(position)])
     here = (slerp if spherical else lerp)(z0, z1, t).flatten(0, 1)  # (1, D)
     labels = class_labels(module, choice, steps + 1, steps + 1)  # one class for the whole walk
-    images = generate_images(module, torch.cat([z, here]), labels, ema)  # (steps + 1, C, H, W)
+    z = truncate(torch.cat([z, here]), psi, module.cfg.noise.dist)  # (steps + 1, D)
+    images = generate_images(module, z, labels, ema)  # (steps + 1, C, H, W)
     return to_picture(images[:steps], steps), to_picture(images[steps:], 1)
 
 

@@ -6,6 +6,7 @@ check the result before saying so.
     python -m gan.export ckpt=last.ckpt format=torchscript out=g.pt
     python -m gan.export ckpt=last.ckpt out=models/g.onnx ema=false
     python -m gan.export ckpt=last.ckpt format=safetensors out=digits-gan   # a folder to share
+    python -m gan.export ckpt=last.ckpt truncation=0.7 out=g07.onnx   # ψ baked into the graph
 
 Options (key=value, Hydra style; an unknown key is an error):
     ckpt    a checkpoint written by `python -m gan.train`, its run folder, or a folder
@@ -15,6 +16,11 @@ Options (key=value, Hydra style; an unknown key is an error):
             the folder (generator/ for format=safetensors)
     ema     true: the EMA weights (an error if the run kept none); false: G itself;
             null (the default): the EMA weights when the checkpoint has them
+    truncation  the truncation trick's ψ >= 0 (docs/truncation.md): onnx and torchscript
+            bake it into the graph, which scales its input z to mean + ψ (z - mean) before G
+            (the metadata's `truncation` says ψ); safetensors records it in config.json and
+            the model card, and gan.sample, gan.app and gan.export then draw with it unless
+            given truncation=... (default: the ψ a folder given as ckpt records, else 1.0)
     trust_code  true: build a network outside the project's registry, which imports the
             code the checkpoint names; only for a model you trained yourself (false)
     overwrite  true: replace an existing `out` (false: refuse, before loading anything)
@@ -27,13 +33,13 @@ same noise must give bit-identical images, or nothing is written.
 The exported G maps noise z, float32 (N, noise.dim) with any batch size N, to images
 float32 (N, C, H, W) in G's output range ([-1, 1] for tanh, [0, 1] for sigmoid). A
 class-conditional G takes a second input, labels int64 (N,). The ONNX file names its
-inputs `z` (and `labels`), its output `images`, and keeps `noise`, `noise_dim`,
-`output` and `num_classes` in its metadata. Before reporting success the export is run
-by onnxruntime (or torch.jit) and by PyTorch on the same noise, at batch sizes 1 and 7,
-and the largest difference must be <= 1e-4; the file is written only then (through a
-temp file of a random name and a rename: nothing planted beside `out` can redirect it).
-Errors print one `error: ...` line and exit with status 1. See docs/app.md for sampling
-with onnxruntime.
+inputs `z` (and `labels`), its output `images`, and keeps `noise`, `noise_dim`, `output`,
+`num_classes` and `truncation` (ψ, applied to z inside the graph: feed z as drawn) in its
+metadata. Before reporting success the export is run by onnxruntime (or torch.jit) and by
+PyTorch on the same noise, at batch sizes 1 and 7, and the largest difference must be
+<= 1e-4; the file is written only then (through a temp file of a random name and a rename:
+nothing planted beside `out` can redirect it). Errors print one `error: ...` line and exit
+with status 1. See docs/app.md for sampling with onnxruntime.
 """
 
 from __future__ import annotations
@@ -45,14 +51,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig
 
 from gan.tools.explore import num_classes
 from gan.training import hub
 from gan.utils.errors import GanError, first_line
-from gan.utils.options import command, parse_options
+from gan.utils.options import check_truncation, command, parse_options
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -73,6 +79,7 @@ class ExportConfig:
     format: str = "onnx"
     out: str | None = None  # None: DEFAULT_OUT[format]
     ema: bool | None = None
+    truncation: Any = None  # ψ >= 0, or None: check_truncation reads it and names the fix
     trust_code: bool = False
     overwrite: bool = False
 
@@ -82,6 +89,8 @@ def parse(argv: Sequence[str]) -> DictConfig:
     cfg, _ = parse_options(argv, ExportConfig, "python -m gan.export ckpt=last.ckpt format=onnx")
     if cfg.format not in FORMATS:
         raise GanError(f"format={cfg.format!r} is unknown: use one of {', '.join(FORMATS)}.")
+    if cfg.truncation is not None:
+        cfg.truncation = check_truncation(cfg.truncation)
     if not cfg.out:
         cfg.out = DEFAULT_OUT[cfg.format]
     return cfg
@@ -120,21 +129,32 @@ def check_out(out: Path, fmt: str = "onnx", overwrite: bool = False) -> None:
 # ---- what is exported ------------------------------------------------------------------
 
 
-def exported_net(module: GAN, ema: bool | None = None) -> nn.Module:
-    """G as the file holds it: noise (and labels, for a conditional G) -> images."""
+def exported_net(module: GAN, ema: bool | None = None, truncation: float = 1.0) -> nn.Module:
+    """G as the file holds it: noise (and labels, for a conditional G) -> images; with
+    `truncation` ψ != 1, z goes through gan.core.sampling.truncate first."""
     from torch import nn
 
+    from gan.core.sampling import truncate
+
     net = module.sampling_generator(ema).eval()
-    if num_classes(module) == 0:
+    psi, dist = check_truncation(truncation), str(module.cfg.noise.dist)
+    if num_classes(module) == 0 and psi == 1.0:
         return net
 
-    class Conditional(nn.Module):  # names the second input for the exporters
+    class Truncated(nn.Module):  # ψ in the graph; names the second input for the exporters
         def __init__(self, g: nn.Module) -> None:
             super().__init__()
             self.g = g
 
+        def forward(self, z: Tensor, *labels: Tensor) -> Tensor:
+            return self.g(truncate(z, psi, dist), *labels)  # (N, C, H, W)
+
+    if num_classes(module) == 0:
+        return Truncated(net).eval()
+
+    class Conditional(Truncated):
         def forward(self, z: Tensor, labels: Tensor) -> Tensor:
-            return self.g(z, labels)
+            return self.g(truncate(z, psi, dist), labels)
 
     return Conditional(net).eval()
 
@@ -158,8 +178,9 @@ def input_names(module: GAN) -> list[str]:
 # ---- writing ---------------------------------------------------------------------------
 
 
-def write_onnx(module: GAN, net: nn.Module, path: Path) -> None:
-    """Export `net` to ONNX at `path`, with a dynamic batch dimension and metadata."""
+def write_onnx(module: GAN, net: nn.Module, path: Path, truncation: float = 1.0) -> None:
+    """Export `net` to ONNX at `path`, with a dynamic batch dimension and metadata
+    (`truncation`: the ψ that `net` applies, recorded there)."""
     import onnx
     import torch
 
@@ -185,12 +206,13 @@ def write_onnx(module: GAN, net: nn.Module, path: Path) -> None:
         "noise_dim": str(noise.dim),
         "output": str(module.cfg.model.output),
         "num_classes": str(num_classes(module)),
+        "truncation": f"{truncation:g}",  # already applied inside: feed z as drawn
     }
     onnx.helper.set_model_props(model, meta)
     onnx.save(model, str(path))
 
 
-def write_torchscript(module: GAN, net: nn.Module, path: Path) -> None:
+def write_torchscript(module: GAN, net: nn.Module, path: Path, truncation: float = 1.0) -> None:
     """Trace `net` to TorchScript at `path` (the batch size stays free: G has no
     batch-dependent control flow)."""
     import torch
@@ -255,9 +277,12 @@ def verify(module: GAN, net: nn.Module, fmt: str, path: Path) -> float:
     return worst
 
 
-def write_folder(module: GAN, out: Path, trust_code: bool = False) -> float:
-    """The shared folder (gan.training.hub) at `out`, written into a temporary folder beside it and
-    loaded back first: its G and EMA G must draw bit-identical images (returns 0.0)."""
+def write_folder(
+    module: GAN, out: Path, trust_code: bool = False, truncation: float = 1.0
+) -> float:
+    """The shared folder (gan.training.hub) at `out`, recording the ψ `truncation`, written
+    into a temporary folder beside it and loaded back first: its G and EMA G must draw
+    bit-identical images, and it must record the same ψ (returns 0.0)."""
     import os
     import shutil
     import tempfile
@@ -267,8 +292,12 @@ def write_folder(module: GAN, out: Path, trust_code: bool = False) -> float:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        hub.save(module, tmp)
+        hub.save(module, tmp, truncation)
         back = hub.load_folder(tmp, trust_code)
+        if hub.recorded_truncation(tmp) != truncation:
+            raise GanError(
+                f"the exported folder does not record ψ={truncation:g}: nothing written."
+            )
         for ema in (False, True) if module.ema_generator is not None else (False,):
             for i, n in enumerate(CHECK_BATCHES):
                 inputs = example_inputs(module, n, seed=100 + i)
@@ -312,16 +341,19 @@ def export(cfg: DictConfig) -> tuple[Path, float]:
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
             f"drop ema=true, or train with ema.enabled=true."
         )
+    if cfg.truncation is None:  # a shared folder's recorded ψ (1.0 for a checkpoint)
+        cfg.truncation = hub.recorded_truncation(ckpt)
+    psi = float(cfg.truncation)
     if cfg.format == "safetensors":
-        return out, write_folder(module, out, cfg.trust_code)
-    net = exported_net(module, cfg.ema)
+        return out, write_folder(module, out, cfg.trust_code, psi)
+    net = exported_net(module, cfg.ema, psi)
     write = write_onnx if cfg.format == "onnx" else write_torchscript
     worst = 0.0
 
     def write_and_check(tmp: Path) -> None:
         nonlocal worst
         try:
-            write(module, net, tmp)
+            write(module, net, tmp, psi)
         except GanError:
             raise
         except Exception as e:  # the exporters raise many kinds; the message is what counts

@@ -7,6 +7,7 @@
     python -m gan.sample ckpt=last.ckpt interpolate=true n=8 steps=12 spherical=true
     python -m gan.sample ckpt=last.ckpt label=7 n=64 out=sevens.png    # a conditional GAN
     python -m gan.sample ckpt=last.ckpt per_class=8                     # one row per class
+    python -m gan.sample ckpt=last.ckpt truncation=0.7                  # typical, less varied
 
 Options (key=value, Hydra style; an unknown key is an error):
     ckpt         a checkpoint written by `python -m gan.train`, its run folder, or a folder
@@ -22,6 +23,11 @@ Options (key=value, Hydra style; an unknown key is an error):
     interpolate  true: `n` rows of `steps` images walking from one latent point to another
     steps        images per walk (10)
     spherical    true: walk along the sphere (slerp) instead of the straight line
+    truncation   the truncation trick's ψ >= 0, in every mode: each latent G sees becomes
+                 mean + ψ (z - mean) (gan.core.sampling.truncate; the mean is 0 for both
+                 noises). 1: off; below 1: more typical images, less variety; 0: every
+                 image is G(mean). Default 1.0, or the ψ recorded by a folder written by
+                 `gan.export format=safetensors truncation=...`. See docs/truncation.md
     ema          true: the EMA weights (an error if the run kept none); false: G itself;
                  null (the default): the EMA weights when the checkpoint has them
     label        conditional checkpoints: draw this class only
@@ -50,14 +56,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig
 
 from gan.training.checkpoints import check_ckpt, load_gan
+from gan.training.hub import recorded_truncation
 from gan.utils.errors import GanError
 from gan.utils.files import check_writable
-from gan.utils.options import CKPT_HINT, command, parse_options
+from gan.utils.options import CKPT_HINT, check_truncation, command, parse_options
 
 if TYPE_CHECKING:  # torch and lightning load only once the arguments are fine
     from torch import Tensor
@@ -86,6 +93,7 @@ class SampleConfig:
     interpolate: bool = False
     steps: int = 10
     spherical: bool = False
+    truncation: Any = None  # ψ >= 0, or None: check_truncation reads it and names the fix
     ema: bool | None = None
     label: int | None = None
     labels: list[int] | None = None
@@ -125,6 +133,8 @@ def parse(argv: Sequence[str]) -> DictConfig:
         raise GanError(f"per_class={cfg.per_class} is invalid: it must be >= 1.")
     if cfg.labels is not None and not cfg.labels:
         raise GanError("labels=[] is empty: give one class or more, e.g. labels=[0,1,2].")
+    if cfg.truncation is not None:
+        cfg.truncation = check_truncation(cfg.truncation)
     if cfg.out:
         check_suffix(Path(cfg.out), cfg.format)
     else:
@@ -285,7 +295,7 @@ def draw(module: GAN, cfg: DictConfig) -> Tensor:
     import torch
 
     from gan.core.ranges import to_unit_range
-    from gan.core.sampling import generate, walk
+    from gan.core.sampling import generate, truncate, walk
 
     n = module.num_classes * cfg.per_class if cfg.per_class is not None else cfg.n
     labels = classes(module, cfg, n)  # (n,) or None
@@ -294,6 +304,8 @@ def draw(module: GAN, cfg: DictConfig) -> Tensor:
     if cfg.interpolate:  # n walks, each at its own class
         z = walk(z, module.sample_z(n, generator=gen), cfg.steps, cfg.spherical)  # (n * steps, D)
         labels = labels.repeat_interleave(cfg.steps) if labels is not None else None
+    psi = 1.0 if cfg.truncation is None else cfg.truncation
+    z = truncate(z, psi, module.cfg.noise.dist)  # every latent G sees, walks' too
     images = generate(module, z, labels, ema=cfg.ema)  # (N, C, H, W) in G's range
     return to_unit_range(images, module.cfg.model.output).cpu()
 
@@ -336,6 +348,8 @@ def sample(cfg: DictConfig) -> tuple[Path, int]:
     out = Path(cfg.out).expanduser()
     check_out(out, cfg.format, cfg.overwrite)
     module = load_gan(ckpt, cfg.trust_code)
+    if cfg.truncation is None:  # a shared folder's recorded ψ (1.0 for a checkpoint)
+        cfg.truncation = recorded_truncation(ckpt)
     if cfg.ema and module.ema_generator is None:
         raise GanError(
             f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "

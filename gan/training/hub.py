@@ -5,25 +5,31 @@
 
     digits-gan/
         model.safetensors   G's weights, and its EMA copy's when the run kept one
-        config.json         the module's config groups (what `GAN(**groups)` takes)
+        config.json         the module's config groups (what `GAN(**groups)` takes), and
+                            the truncation ψ to draw with (`gan.export truncation=...`)
         README.md           a short model card: what it is and how to draw from it
 
 safetensors holds tensors and nothing else, and config.json is JSON: reading the folder
 runs no code. The networks are rebuilt through `gan.nets.registry()` (a custom network
 needs `trust_code=true`), and the weights must fit them exactly. The discriminator is not
 shared: a loaded folder draws, measures and exports, but does not resume training.
-The layout is the Hub's, so `huggingface_hub.upload_folder` can publish it; nothing here
-uploads or downloads anything.
+A folder exported with `truncation=ψ` records ψ in config.json ("truncation"; version 2):
+`gan.sample`, `gan.export` and `gan.app` draw with it unless told otherwise, and a version
+of gan that predates ψ refuses the folder rather than drawing at ψ = 1. At ψ = 1 the folder
+stays version 1, readable by every version. The layout is the Hub's, so
+`huggingface_hub.upload_folder` can publish it; nothing here uploads or downloads anything.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gan.training.rebuild import rebuild
 from gan.utils.errors import GanError, first_line
+from gan.utils.options import check_truncation
 
 if TYPE_CHECKING:
     from gan.training.module import GAN
@@ -33,7 +39,7 @@ CONFIG = "config.json"
 CARD = "README.md"
 FILES = (WEIGHTS, CONFIG, CARD)
 FORMAT = "gan-generator"  # config.json's "format": what wrote the folder
-VERSION = 1
+VERSION = 2  # 2: "truncation" (a ψ != 1 that readers must apply); 1: no ψ, drawn at 1.0
 SHARED = ("generator.", "ema_generator.")  # the state_dict keys the folder holds
 MAX_CONFIG_BYTES = 1_000_000  # a config.json is a few kB: anything larger is not one of ours
 
@@ -47,28 +53,32 @@ def shared_state(module: GAN) -> dict[str, Any]:
     }
 
 
-def save(module: GAN, folder: Path) -> None:
-    """Write the folder's three files into `folder` (which exists), each atomically."""
+def save(module: GAN, folder: Path, truncation: float = 1.0) -> None:
+    """Write the folder's three files into `folder` (which exists), each atomically;
+    `truncation`: the ψ that loaders draw with (1.0: none, and a version-1 folder)."""
     from safetensors.torch import save_file
 
     from gan.training.config import to_dict
     from gan.utils.files import atomic_write
 
+    psi = check_truncation(truncation)
     config = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if psi != 1.0 else 1,
         "iteration": module.iteration,
         "ema": module.ema_generator is not None,
+        **({"truncation": psi} if psi != 1.0 else {}),
         "hyper_parameters": to_dict(module.cfg),
     }
     metadata = {"format": "pt", "producer": FORMAT}  # "pt": what transformers' loaders expect
     atomic_write(folder / WEIGHTS, lambda tmp: save_file(shared_state(module), tmp, metadata))
     text = json.dumps(config, indent=2) + "\n"
     atomic_write(folder / CONFIG, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    atomic_write(folder / CARD, lambda tmp: tmp.write_text(card(module), encoding="utf-8"))
+    text = card(module, psi)
+    atomic_write(folder / CARD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def card(module: GAN) -> str:
+def card(module: GAN, truncation: float = 1.0) -> str:
     """A short model card (README.md): what the generator is and how to draw from it."""
     cfg = module.cfg
     cond = (
@@ -77,13 +87,19 @@ def card(module: GAN) -> str:
         else ""
     )
     weights = "G and its EMA copy (drawn from by default)" if module.ema_generator else "G"
+    truncated = (
+        f" Drawn with the truncation trick at ψ = {truncation:g} (latents z -> mean + ψ (z - "
+        f"mean)), as config.json records; `truncation=1` draws without it."
+        if truncation != 1.0
+        else ""
+    )
     return (
         f"---\nlibrary_name: gan\ntags: [gan, {cfg.model.name}]\n---\n\n"
         f"# A `{cfg.model.name}` generator\n\n"
         f"{cfg.model.img_size}x{cfg.model.img_size} images with {cfg.model.channels} "
         f"channel(s) from {cfg.noise.dim} {cfg.noise.dist} latents{cond}, after "
         f"{module.iteration:,} training iterations. `model.safetensors` holds {weights}; "
-        f"`config.json` the settings it was trained with.\n\n"
+        f"`config.json` the settings it was trained with.{truncated}\n\n"
         "```bash\npython -m gan.sample ckpt=<this folder> n=64 out=samples.png\n```\n"
     )
 
@@ -120,7 +136,18 @@ def read_config(folder: Path) -> dict[str, Any]:
             f"{path} has version={version!r}; this version of gan reads versions 1 to "
             f"{VERSION}. Update gan, or export the generator again."
         )
+    psi = data.get("truncation", 1.0)
+    if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0 <= psi < math.inf:
+        raise GanError(f"{path} has truncation={psi!r}, not a number >= 0. {hint}.")
     return data
+
+
+def recorded_truncation(path: Path) -> float:
+    """The ψ a shared folder records (config.json's "truncation"); 1.0 for a checkpoint
+    file, or a folder that records none."""
+    if not is_folder(path):
+        return 1.0
+    return float(read_config(path).get("truncation", 1.0))
 
 
 def load_folder(folder: Path, trust_code: bool = False) -> GAN:

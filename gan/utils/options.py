@@ -1,10 +1,11 @@
 """key=value command-line options, checked against a dataclass schema: the one parser of
 `gan.sample`, `gan.app`, `gan.export`, `gan.report` and `gan.bench` (Hydra style, without
-Hydra's run folders)."""
+Hydra's run folders), and the check of the truncation ψ that sample, export and the app share."""
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -61,6 +62,26 @@ def parse_options(argv: Sequence[str], schema: type, example: str) -> tuple[Dict
     if "ckpt" in options and (OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt):
         raise GanError(f"no checkpoint given (ckpt=...). {CKPT_HINT}.")
     return cfg, set(given)
+
+
+def check_truncation(psi: object, key: str = "truncation") -> float:
+    """The truncation trick's ψ (`truncation=`, gan.core.sampling.truncate) as a float: a
+    finite number >= 0 (text such as "0.7" is read as one). Anything else is a GanError of
+    one line naming `key` and the fix. Here, torch-free, so a bad ψ fails before torch loads."""
+    value: object = psi
+    if isinstance(psi, str):
+        try:
+            value = float(psi)
+        except ValueError:
+            value = None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0:  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    raise GanError(
+        f"{key}={psi!r} is invalid: the truncation ψ must be a number >= 0 (1 leaves the "
+        f"latents as drawn, 0 draws G(mean latent) for every one). Fix it with {key}=0.7, "
+        f"or drop it for 1."
+    )
 
 
 T = TypeVar("T")
