@@ -181,7 +181,7 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     check_out(out, cfg.overwrite)
     module = load_gan(ckpt, cfg.trust_code)
     check_ema(module, ckpt, cfg.ema)
-    k, data = module.num_classes, module.cfg.data
+    k, data = module.num_classes, module.cfg.metrics  # the run's data.root, split, dataset
     if not k:
         raise GanError(
             f"{ckpt} is unconditional (trained with condition=none): CAS trains a classifier on "
@@ -205,6 +205,8 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
         training_data,
     )
 
+    for name in ("lightning.pytorch", "lightning.fabric"):  # no GPU/TPU banner per fit
+        logging.getLogger(name).setLevel(logging.WARNING)  # (set when lightning is imported)
     if k != spec(data.dataset).num_classes:
         raise GanError(
             f"{ckpt} has {k} classes but data.dataset={data.dataset} has "
@@ -289,8 +291,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     """The command line: parse key=value arguments, score; GanError -> `error: ...`, exit 1."""
 
     def run(args: list[str]) -> dict[str, Any]:
-        for name in ("lightning.pytorch", "lightning.fabric"):  # no GPU/TPU banner per fit
-            logging.getLogger(name).setLevel(logging.WARNING)
         scores, out = cas(parse(args))
         print(table(scores))
         print(
