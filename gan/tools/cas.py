@@ -234,7 +234,7 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     labels = balanced_labels(n, k, cfg.seed)  # (n,)
     print(f"drawing {n:,} digits from {ckpt} ({'EMA weights' if ema else 'G itself'}) ...")
     digits = draw_digits(module, labels, cfg.seed, ema)  # (n, 28, 28) uint8
-    print(f"training the classifier on them for {epochs} epochs ...")
+    print(f"training the classifier on them for {epochs} epoch{'s' if epochs > 1 else ''} ...")
     clf, accuracy = fit_classifier(
         (digits, labels), held_out, k, epochs, BATCH_SIZE, LR, cfg.seed, progress_bar=False
     )
