@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig
 
-from gan.tools.sample import MAX_SEED, check_ema, run_folder
+from gan.tools.sample import MAX_SEED, available_memory, check_ema, check_memory, run_folder
 from gan.training.checkpoints import check_ckpt, load_gan
 from gan.utils.errors import GanError
 from gan.utils.files import check_writable
@@ -173,6 +173,11 @@ def per_class_accuracy(clf: MNISTClassifier, held_out: tuple[Tensor, Tensor], k:
     return right / count  # (k,)
 
 
+def shares(per_class: Tensor) -> list[float | None]:
+    """(k,) accuracies as JSON numbers, 6 decimals; NaN (a class without digits) as null."""
+    return [None if math.isnan(x) else round(x, 6) for x in per_class.tolist()]
+
+
 def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     """Load, draw, train on the fakes, test on the real held-out digits; write the JSON file.
     Returns the scores and the path written."""
@@ -220,7 +225,8 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     n, epochs = cfg.n or len(train[0]), cfg.epochs or EPOCHS
     settings = dict(max_epochs=epochs, batch_size=BATCH_SIZE, lr=LR)
     theirs = dict(max_epochs=info.max_epochs, batch_size=info.batch_size, lr=info.lr)
-    differ = [f"{key}={theirs[key]} (CAS: {v})" for key, v in settings.items() if theirs[key] != v]
+    known = {key: v for key, v in theirs.items() if v is not None}  # None: an older cache file
+    differ = [f"{key}={v} (CAS: {settings[key]})" for key, v in known.items() if v != settings[key]]
     if differ:
         log.warning(
             "the cached real classifier %s was trained with %s: cas_real is not the same "
@@ -229,6 +235,7 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
             ", ".join(differ),
         )
 
+    check_memory(n, (1, 28, 28), f"n={n}", available_memory())
     start = time.perf_counter()
     ema = module.ema_generator is not None if cfg.ema is None else bool(cfg.ema)
     labels = balanced_labels(n, k, cfg.seed)  # (n,)
@@ -243,8 +250,8 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     scores: dict[str, Any] = {
         "cas": accuracy,
         "cas_real": info.accuracy,
-        "per_class": [round(float(x), 6) for x in per_class],
-        "per_class_real": [round(float(x), 6) for x in per_class_real],
+        "per_class": shares(per_class),
+        "per_class_real": shares(per_class_real),
         "ckpt": str(ckpt),
         "ema": ema,
         "n": n,
@@ -256,7 +263,7 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
         "held_out": held_name,
         "num_held_out": len(held_out[0]),
         "real_classifier": {"path": str(info.path), "num_train": info.num_train, **theirs},
-        "same_recipe": not differ,
+        "same_recipe": False if differ else (True if len(known) == len(theirs) else None),
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(out, scores)
@@ -267,7 +274,7 @@ def write_json(out: Path, scores: dict[str, Any]) -> None:
     """The scores as JSON, through a temp file and a rename (GanError when it cannot)."""
     from gan.utils.files import atomic_write
 
-    text = json.dumps(scores, indent=2, allow_nan=True) + "\n"
+    text = json.dumps(scores, indent=2) + "\n"
     try:
         atomic_write(out, lambda tmp: tmp.write_text(text))
     except OSError as e:
@@ -277,8 +284,8 @@ def write_json(out: Path, scores: dict[str, Any]) -> None:
 def table(scores: dict[str, Any]) -> str:
     """The console's table: CAS and the real-trained accuracy, per class and overall."""
 
-    def cell(x: float) -> str:
-        return "  -  " if math.isnan(x) else f"{x:.3f}"
+    def cell(x: float | None) -> str:
+        return "  -  " if x is None or math.isnan(x) else f"{x:.3f}"
 
     lines = ["class    CAS  real"]
     for c, (a, b) in enumerate(zip(scores["per_class"], scores["per_class_real"])):
