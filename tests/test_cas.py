@@ -53,6 +53,7 @@ def test_balanced_labels_are_balanced_and_seeded() -> None:
     assert not torch.equal(labels, balanced_labels(25, 10, seed=1))
 
 
+@pytest.mark.slow  # two trainings on 8,000 digits: ~1 min on a free CPU core
 @needs_mnist
 def test_cas_on_real_digits_is_the_real_classifiers_accuracy(
     tmp_path_factory: pytest.TempPathFactory,
