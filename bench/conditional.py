@@ -7,7 +7,9 @@ Each recipe trains through `python -m gan.train experiment=<name>` (bench.recipe
 runner) into `<out>/runs/<name>/`; a run that finished before is read again, not retrained
 (`--fresh` retrains). The table gives label accuracy and intra-FID (conditional
 recipes), the FID-like score against its floor, modes covered and KL (Stacked MNIST), and
-seconds. For `cgan_mnist` it also draws `label=7 n=64` from the last checkpoint with
+seconds, and for the conditional recipes the Classification Accuracy Score beside the
+real-trained classifier's accuracy (`python -m gan.cas`, into the run's cas.json). For
+`cgan_mnist` it also draws `label=7 n=64` from the last checkpoint with
 `python -m gan.sample`, scores the sevens with the project's classifier, and writes a
 grid with one row per class to `docs/cgan_mnist_classes.png`. Writes `<out>/results.json`
 and `<out>/results.md` (`--out`: default bench/results/conditional); the README's table is
@@ -26,6 +28,17 @@ from bench import common
 from bench.recipes import run  # the recipes' runner, not a copy of it
 
 RECIPES = ("cgan_mnist", "acgan_mnist", "stacked_mnist")
+CONDITIONAL = ("cgan_mnist", "acgan_mnist")  # class-conditional: they get a CAS
+
+
+def cas(folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    """`python -m gan.cas` on the run's last checkpoint (the run's cas.json, rewritten):
+    its `cas` and `cas_real`."""
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    opts = [f"ckpt={ckpt}", f"data_root={args.data_root}", "overwrite=true"]
+    common.run(common.command("gan.cas", opts))
+    scores = json.loads((folder / "cas.json").read_text())
+    return {"cas": scores["cas"], "cas_real": scores["cas_real"]}
 
 
 def sevens(folder: Path, args: argparse.Namespace) -> float:
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for recipe in args.recipes:
         row = run(recipe, None, args, out / "runs")
+        if recipe in CONDITIONAL and row.get("status") == "ok":
+            row |= cas(out / "runs" / recipe, args)
         if recipe == "cgan_mnist" and row.get("status") == "ok":
             row["sevens_recognised"] = sevens(out / "runs" / recipe, args)
             grid = common.ROOT / "docs" / "cgan_mnist_classes.png"
@@ -74,13 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         f"MNIST {args.split} split, seed 42, 2-core CPU; scores at the last validation "
         f"(1,000 fakes, 10,000 for Stacked MNIST), `python -m bench.conditional`.",
         "",
-        "| recipe | epochs | label accuracy | intra-FID | val/fid (floor) | modes / 1,000 | KL | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | epochs | label accuracy | CAS (real) | intra-FID | val/fid (floor) | modes / 1,000 | KL | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['recipe']}` | {f(r, 'epochs', 'd')} | {f(r, 'label_accuracy', '.3f')} | "
-            f"{f(r, 'intra_fid', '.1f')} | {f(r, 'fid', '.1f')} ({f(r, 'fid_floor', '.1f')}) | "
+            f"{f(r, 'cas', '.3f')} ({f(r, 'cas_real', '.3f')}) | {f(r, 'intra_fid', '.1f')} | {f(r, 'fid', '.1f')} ({f(r, 'fid_floor', '.1f')}) | "
             f"{f(r, 'modes', '.0f')} | {f(r, 'kl', '.2f')} | {f(r, 'seconds', '.0f')} |"
         )
     if any("sevens_recognised" in r for r in rows):

@@ -46,6 +46,7 @@ from gan.metrics.classifier_net import (  # noqa: F401  (re-exported: the classi
     MNISTClassifier,
     freeze,
     random_affine,
+    to_28,
 )
 from gan.metrics.stacked import StackedClassifier
 from gan.utils.errors import GanError
@@ -55,6 +56,8 @@ log = logging.getLogger("gan.classifier")
 
 ARCH = "cnn1"  # bump when MNISTClassifier changes: old cache files then stop matching
 MAX_HELD_OUT = 10_000  # held-out images when there is no separate test split to measure on
+# The training recipe's defaults (python -m gan.classifier's, load_or_train's, CAS's).
+EPOCHS, BATCH_SIZE, LR = 5, 128, 2e-3  # one-cycle Adam: 98.4% after 8k test images
 
 
 # ---- data and cache ---------------------------------------------------------------------
@@ -115,6 +118,7 @@ def _load_cached(path: Path, split: str, dataset: str = "mnist") -> MNISTClassif
             clf = MNISTClassifier(int(blob["feature_dim"]), k)  # caller's RNG as it was
         clf.load_state_dict(blob["state_dict"])
         stored = {k: blob[k] for k in ("key", "num_train", "held_out", "accuracy")}
+        stored |= {k: blob.get(k) for k in ("max_epochs", "batch_size", "lr")}  # None: older
         clf.info = ClassifierInfo(path=path, split=split, trained=False, dataset=dataset, **stored)
     except Exception as e:  # corrupt, truncated or from another version: train a new one
         log.warning("cached classifier %s is unreadable (%r); training a new one", path, e)
@@ -122,13 +126,58 @@ def _load_cached(path: Path, split: str, dataset: str = "mnist") -> MNISTClassif
     return clf
 
 
+def fit_classifier(
+    train: tuple[Tensor, Tensor],
+    held_out: tuple[Tensor, Tensor],
+    num_classes: int,
+    max_epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    seed: int = 0,
+    accelerator: str = "auto",
+    progress_bar: bool = True,
+) -> tuple[MNISTClassifier, float]:
+    """Train a fresh `MNISTClassifier` on `train` and measure it on `held_out`: the one
+    training recipe of the cached classifiers (`load_or_train`) and of the Classification
+    Accuracy Score (`gan.tools.cas`, which passes generated digits as `train`).
+
+    Each part is (images uint8 (N, 28, 28), labels int64 (N,)). One-cycle Adam, random
+    affine augmentation, `max_epochs` epochs of `batch_size`; seeded by `seed` on its own
+    RNG streams (the caller's are left as they were). Returns the network (on the CPU, not
+    frozen) and its accuracy on `held_out`.
+    """
+    n = len(train[0])
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # seeded, and the caller's RNG streams untouched
+        torch.manual_seed(seed)
+        module = ClassifierModule(lr=lr, num_classes=num_classes)
+        # The held-out set is both the validation and the test set: nothing is tuned on it.
+        b = min(batch_size, n)  # a data set smaller than one batch still trains
+        dm = MNISTDataModule.from_tensors(
+            train, held_out, batch_size=b, seed=seed, val_batch_size=1000, value_range="sigmoid"
+        )
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            max_epochs=max_epochs,
+            logger=False,  # the caller writes what it keeps
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress_bar,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, datamodule=dm)
+        result = trainer.test(module, datamodule=dm, verbose=False)
+    return module.net.cpu(), float(result[0]["test/acc"])
+
+
 def load_or_train(
     root: str,
     split: str = "train",
     download: bool = False,
-    max_epochs: int = 5,
-    batch_size: int = 128,
-    lr: float = 2e-3,
+    max_epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
     seed: int = 0,
     retrain: bool = False,
     accelerator: str = "auto",
@@ -175,35 +224,15 @@ def load_or_train(
     msg = "no cached %s classifier for %s (split=%s, %d images): training one (~%.0f s) -> %s"
     log.info(msg, spec(dataset).title, root, split, n, estimate, path)
     start = time.perf_counter()
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):  # seeded, and the caller's RNG streams untouched
-        torch.manual_seed(seed)
-        module = ClassifierModule(lr=lr, num_classes=num_classes)
-        # The held-out set is both the validation and the test set: nothing is tuned on it.
-        b = min(batch_size, n)  # a data set smaller than one batch still trains
-        dm = MNISTDataModule.from_tensors(
-            train, held_out, batch_size=b, seed=seed, val_batch_size=1000, value_range="sigmoid"
-        )
-        trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=1,
-            max_epochs=max_epochs,
-            logger=False,  # the cache file is the only output
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress_bar,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(module, datamodule=dm)
-        result = trainer.test(module, datamodule=dm, verbose=False)
+    clf, accuracy = fit_classifier(
+        train, held_out, num_classes, max_epochs, batch_size, lr, seed, accelerator, progress_bar
+    )
     seconds = time.perf_counter() - start
-    accuracy = float(result[0]["test/acc"])
 
-    clf = module.net.cpu()
     blob = dict(state_dict=clf.state_dict(), feature_dim=clf.feature_dim, arch=ARCH, key=key)
     blob |= dict(dataset=dataset, num_classes=num_classes)
     blob |= dict(split=split, num_train=n, held_out=held_name, accuracy=accuracy)
-    blob |= dict(max_epochs=max_epochs, seconds=seconds)
+    blob |= dict(max_epochs=max_epochs, batch_size=batch_size, lr=lr, seconds=seconds)
     try:  # atomic: readers, a sweep's other jobs among them, never see half a file
         atomic_write(path, lambda tmp: torch.save(blob, tmp))
     except OSError as e:
@@ -211,7 +240,10 @@ def load_or_train(
             f"could not write the classifier cache {path} ({e}). Fix: point GAN_CACHE at a "
             f"writable folder."
         ) from e
-    clf.info = ClassifierInfo(key, path, split, n, held_name, accuracy, True, seconds, dataset)
+    settings = dict(max_epochs=max_epochs, batch_size=batch_size, lr=lr)
+    clf.info = ClassifierInfo(
+        key, path, split, n, held_name, accuracy, True, seconds, dataset, **settings
+    )
     msg = "classifier trained in %.0f s: accuracy %.4f on %s; saved to %s"
     log.info(msg, seconds, accuracy, held_name, path)
     return freeze(clf)
@@ -228,9 +260,9 @@ class ClassifierDataConfig:
 @dataclass
 class ClassifierConfig:
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
-    max_epochs: int = 5  # one-cycle Adam: 98.4% after 8k test images (~8 s on a CPU core)
-    batch_size: int = 128
-    lr: float = 2e-3  # the one-cycle peak
+    max_epochs: int = EPOCHS  # one-cycle Adam: 98.4% after 8k test images (~8 s on a CPU core)
+    batch_size: int = BATCH_SIZE
+    lr: float = LR  # the one-cycle peak
     seed: int = 0
     retrain: bool = False  # train even if a cached classifier matches the data
     accelerator: str = "auto"

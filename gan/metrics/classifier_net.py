@@ -38,6 +38,18 @@ class ClassifierInfo:
     trained: bool  # True if load_or_train trained it just now, False if it came from the cache
     seconds: float = 0.0  # training time, when trained
     dataset: str = "mnist"  # the key of gan.data.mnist.DATASETS it was trained on
+    # Its training settings (None: a cache file of an earlier version, which kept fewer).
+    max_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+
+
+def to_28(x: Tensor) -> Tensor:
+    """Images (B, C, S, S) -> (B, C, 28, 28), the classifier's size: 64x64 images resized
+    (bilinear, antialiased), 28x28 ones returned as they are."""
+    if x.shape[-2:] == (28, 28):
+        return x
+    return F.interpolate(x, size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
 
 
 class MNISTClassifier(nn.Module):
@@ -79,12 +91,7 @@ class MNISTClassifier(nn.Module):
         """(B, 1, S, S) in [0, 1], S in {28, 64} -> standardised float32 (B, 1, 28, 28)."""
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"expected images (B, 1, H, W), got shape {tuple(x.shape)}")
-        x = x.float()
-        if x.shape[-2:] != (28, 28):
-            x = F.interpolate(
-                x, size=(28, 28), mode="bilinear", antialias=True, align_corners=False
-            )
-        return (x - MNIST_MEAN) / MNIST_STD
+        return (to_28(x.float()) - MNIST_MEAN) / MNIST_STD
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate activations (after ReLU): images (B, 1, S, S) -> (B, feature_dim)."""

@@ -13,6 +13,8 @@ val/mnist_score, val/coverage, val/precision), the final `val/coverage` and othe
 its time and, for a failed job, why. Every scalar score any job logged gets a column
 (floors and the wall clock aside); `columns=[val/kid,val/precision]` picks them instead. Scores are read whatever the logger was: csv, then
 TensorBoard, then W&B (offline runs too), then `result.json` (gan/tools/report_scores.py).
+A job folder holding `cas.json` (`python -m gan.cas`) adds `cas` and `cas_real` (higher is
+better): the Classification Accuracy Score and the real-trained classifier's accuracy.
 
 When the jobs differ in `seed` (`-m seed=0,1,2 loss=bce,hinge`), the jobs that differ only
 in their seed are grouped: one row per setting, ranked by the mean over seeds of the best
@@ -48,18 +50,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from gan.tools.report_plot import natural, plot
-from gan.tools.report_scores import number, read_scores
+from gan.tools.report_scores import CAS, number, read_scores
 from gan.utils.errors import GanError
 from gan.utils.files import atomic_write
 from gan.utils.options import command, parse_options
 
 # Scores that are better when higher (a word of the name after "val/"); prdc_coverage: coverage.
 HIGHER_IS_BETTER = ("mnist_score", "coverage", "inception", "precision", "recall", "density")
-HIGHER_IS_BETTER += ("acc", "modes")  # label accuracy; Stacked MNIST's modes, out of 1000
+HIGHER_IS_BETTER += ("acc", "modes", "cas")  # label accuracy; Stacked MNIST's modes; CAS
 COVERAGE = "val/coverage"
 # Scores only some runs log (conditional, Stacked MNIST, PRDC): a column when any job has one.
 EXTRA = ("val/label_accuracy", "val/intra_fid", "val/modes", "val/kl", "val/precision")
-EXTRA += ("val/recall", "val/density", "val/prdc_coverage")
+EXTRA += ("val/recall", "val/density", "val/prdc_coverage", *CAS)
 SEED = "seed"
 ERROR_CHARS = 100
 STYLES = {"failed": "red", "diverged": "yellow", "running/killed": "dim"}
@@ -236,8 +238,8 @@ def job_columns(metric: str, extras: Sequence[str], coverage: bool = True) -> li
 
 def score_names(jobs: Sequence[Job], metric: str, chosen: Sequence[str] | None = None) -> list[str]:
     """The score columns after `metric`'s: `chosen`, or every scalar val/* score a job logged
-    (less the floors and the wall clock), EXTRA's first."""
-    logged = {k for job in jobs for k in job.last if k.startswith("val/")}
+    (less the floors and the wall clock) and CAS (a run's cas.json), EXTRA's first."""
+    logged = {k for job in jobs for k in job.last if k.startswith("val/") or k in CAS}
     if chosen:
         unknown = [c for c in chosen if c not in logged]
         if unknown:

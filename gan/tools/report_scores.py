@@ -9,6 +9,9 @@ The readers are tried in order, and for each name the first one that has it wins
   `wandb sync` uploads); `files/wandb-summary.json`, when a run wrote one, adds last values.
 - `result.json`, written for every job: the value of its `optimized_metric`, and the
   `final` dict of last `val/*` values when gan.training.run writes one.
+
+Beside them, `cas.json` (written by `python -m gan.cas` into the run folder) adds `cas` and
+`cas_real`, one value each.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 Series = dict[str, list[float]]  # name -> logged values, in order
 
+CAS = ("cas", "cas_real")  # gan.cas's scores, read from <job>/cas.json
 WANDB_BLOCK = 32768  # the record file's layout: blocks of 32 KiB, each record 7 header bytes
 WANDB_HEADER = b":W&B"  # then a 2-byte magic and a 1-byte version
 
@@ -150,10 +154,25 @@ def read_result(result: dict) -> Series:
     return series
 
 
+def read_cas(job: Path) -> Series:
+    """`cas` and `cas_real` from the job's cas.json (`python -m gan.cas`), when it has one."""
+    series: Series = {}
+    try:
+        scores = json.loads((job / "cas.json").read_text())
+    except (OSError, ValueError):  # none, or unreadable: no CAS columns for this job
+        return series
+    if isinstance(scores, dict):
+        for key in CAS:
+            add(series, key, scores.get(key))
+    return series
+
+
 def read_scores(job: Path, result: dict) -> Series:
-    """Every scalar the job logged: csv, then TensorBoard, then W&B, then result.json."""
+    """Every scalar the job logged: csv, then TensorBoard, then W&B, then result.json; and
+    its cas.json's scores."""
     scores: Series = {}
-    for series in (read_csv(job), read_tensorboard(job), read_wandb(job), read_result(result)):
+    logged = (read_csv(job), read_tensorboard(job), read_wandb(job), read_result(result))
+    for series in (*logged, read_cas(job)):
         for key, values in series.items():
             scores.setdefault(key, values)
     return scores

@@ -161,12 +161,28 @@ def check_suffix(out: Path, fmt: str) -> None:
     )
 
 
+def run_folder(ckpt: Path) -> Path:
+    """The folder a checkpoint's outputs go beside: its run folder for
+    `<run>/checkpoints/*.ckpt`, the folder itself for a safetensors folder, else its parent."""
+    if ckpt.is_dir():
+        return ckpt
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def check_ema(module: GAN, ckpt: Path, ema: bool | None) -> None:
+    """GanError when ema=true asks for EMA weights that the checkpoint does not hold."""
+    if ema and module.ema_generator is None:
+        raise GanError(
+            f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
+            f"drop ema=true, or train with ema.enabled=true."
+        )
+
+
 def default_out(ckpt: Path, fmt: str, seed: int, interpolate: bool) -> Path:
     """A new name in `samples/` beside the checkpoint (in a run folder: `<run>/samples/`),
     after what is drawn: grid_seed0.png, walk_seed0.png, png_seed0/, samples_seed0.pt; an
     existing one gets a number (grid_seed0_1.png)."""
-    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    folder = (ckpt if ckpt.is_dir() else run) / "samples"
+    folder = run_folder(ckpt) / "samples"
     stem = {"grid": "walk" if interpolate else "grid", "png": "png", "pt": "samples"}[fmt]
     stem, ext = f"{stem}_seed{seed}", SUFFIXES[fmt][0]
     out, k = folder / f"{stem}{ext}", 0
@@ -350,11 +366,7 @@ def sample(cfg: DictConfig) -> tuple[Path, int]:
     module = load_gan(ckpt, cfg.trust_code)
     if cfg.truncation is None:  # a shared folder's recorded ψ (1.0 for a checkpoint)
         cfg.truncation = recorded_truncation(ckpt)
-    if cfg.ema and module.ema_generator is None:
-        raise GanError(
-            f"ema=true but {ckpt} has no EMA weights (trained with ema.enabled=false): "
-            f"drop ema=true, or train with ema.enabled=true."
-        )
+    check_ema(module, ckpt, cfg.ema)
     n = module.num_classes * cfg.per_class if cfg.per_class is not None else cfg.n
     what = f"per_class={cfg.per_class}" if cfg.per_class is not None else f"n={cfg.n}"
     if cfg.interpolate:
