@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan.core.augment import DiffAugment
+from gan.core.augment import AdaptiveAugment, DiffAugment, ada_policy
 from gan.core.losses import LOSSES, Loss, make_targets, zero_centered_penalty
 from gan.core.ranges import value_range
 
@@ -60,7 +60,9 @@ class GanStep:
     fakes of random classes, D scores reals with their labels and fakes with theirs, and
     with `aux_weight` > 0 (acgan) both losses add the auxiliary classifier's cross-entropy.
 
-    Stabilisers: `augment` (DiffAugment) transforms every image D scores, in both updates;
+    Stabilisers: `augment` (DiffAugment, or ADA's `AdaptiveAugment`) transforms every image
+    D scores, in both updates; ADA's (then `ada`) observes D's logits of the reals after
+    each D update, to steer its probability; checkpoints keep its state;
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
     `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
     schedule; checkpoints keep it. `topk` < 1 (top-k training): G's loss averages over only
@@ -78,7 +80,7 @@ class GanStep:
         reuse_fake: bool = False,
         sample_labels: Callable[[int], Tensor] | None = None,
         aux_weight: float = 0.0,
-        augment: Callable[[Tensor], Tensor] | None = None,
+        augment: Callable[[Tensor], Tensor] | AdaptiveAugment | None = None,
         r1: float = 0.0,
         r2: float = 0.0,
         reg_every: int = 1,
@@ -93,6 +95,7 @@ class GanStep:
         self.sample_labels = sample_labels  # n -> (n,) class indices; None: unconditional
         self.aux_weight = aux_weight
         self.augment = augment
+        self.ada = augment if isinstance(augment, AdaptiveAugment) else None
         self.r1, self.r2, self.reg_every = r1, r2, reg_every
         self.topk = topk
         self.d_updates = 0
@@ -109,7 +112,15 @@ class GanStep:
         conditioned = cfg.condition.name != "none"
         st = cfg.stabilize
         # Translation and cutout fill with the background: the low end of G's range.
-        augment = DiffAugment(st.diffaug, value_range(cfg.model.output)[0]) if st.diffaug else None
+        fill = value_range(cfg.model.output)[0]
+        augment: DiffAugment | AdaptiveAugment | None = None
+        if st.ada:  # ADA gates diffaug's ops (or its defaults) with its p, instead of always
+            policy = ada_policy(st.diffaug, cfg.model.channels)
+            augment = AdaptiveAugment(
+                policy, fill, st.ada_target, st.ada_interval, st.ada_kimg, st.ada_p0
+            )
+        elif st.diffaug:
+            augment = DiffAugment(st.diffaug, fill)
         return cls(
             LOSSES[cfg.loss.name],
             cfg.label_smoothing,
@@ -145,7 +156,7 @@ class GanStep:
         return d(x, labels), None
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:
-        """The images as D sees them: augmented (a fresh draw) when DiffAugment is on; with
+        """The images as D sees them: augmented (a fresh draw) when DiffAugment or ADA is on; with
         `penalized`, a leaf that requires grad, for R1/R2."""
         if self.augment is not None:
             x = self.augment(x)
@@ -190,6 +201,8 @@ class GanStep:
                 aux = F.cross_entropy(real_aux, labels) + F.cross_entropy(fake_aux, fake_labels)
                 loss = loss + self.aux_weight * aux
             updates.step("d", loss)
+        if self.ada is not None:  # r_t: D's verdict on the reals it was trained on
+            self.ada.observe(real_logits.detach())
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
 
     def g_update(
