@@ -61,8 +61,8 @@ class GanStep:
     with `aux_weight` > 0 (acgan) both losses add the auxiliary classifier's cross-entropy.
 
     Stabilisers: `augment` (DiffAugment, or ADA's `AdaptiveAugment`) transforms every image
-    D scores, in both updates; ADA's (then `ada`) observes D's logits of the reals after
-    each D update, to steer its probability; checkpoints keep its state;
+    D scores, in both updates; an `AdaptiveAugment` is also `ada`, which sees D's logits of
+    the reals after each D update to steer its probability (checkpoints keep its state);
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
     `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
     schedule; checkpoints keep it. `topk` < 1 (top-k training): G's loss averages over only
@@ -156,8 +156,8 @@ class GanStep:
         return d(x, labels), None
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:
-        """The images as D sees them: augmented (a fresh draw) when DiffAugment or ADA is on; with
-        `penalized`, a leaf that requires grad, for R1/R2."""
+        """The images as D sees them: augmented (a fresh draw) when DiffAugment or ADA is
+        on; with `penalized`, a leaf that requires grad, for R1/R2."""
         if self.augment is not None:
             x = self.augment(x)
         return x.detach().requires_grad_(True) if penalized else x
