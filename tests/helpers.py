@@ -360,6 +360,7 @@ def assert_same_training_state(a: Path, b: Path) -> None:
     ca, cb = load_ckpt(a), load_ckpt(b)
     assert (ca["gan_iteration"], ca["global_step"]) == (cb["gan_iteration"], cb["global_step"])
     assert ca["gan_d_updates"] == cb["gan_d_updates"]  # the lazy R1/R2 schedule
+    assert ca.get("gan_ada") == cb.get("gan_ada")  # ADA's p and its interval's sums
     sa, sb = ca["state_dict"], cb["state_dict"]
     assert sa.keys() == sb.keys()
     for prefix in ("generator.", "discriminator.", "ema_generator."):

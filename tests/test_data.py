@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.data.datamodule import MNISTDataModule
+from gan.data.datamodule import MNISTDataModule, balanced_subset
 from gan.data.mnist import has_split, load_mnist_split, missing_files
 from gan.utils.errors import GanError
 from tests.mnist_files import tiny_images, write_tiny_mnist
@@ -401,6 +401,7 @@ def test_labels_and_images_disagree(tmp_path):
         ({"val_size": -1}, "data.val_size"),
         ({"d_steps": 0}, "step_ratio.d_steps"),
         ({"on_device": True, "num_workers": 2}, "data.num_workers"),
+        ({"limit": 9}, "data.limit"),  # fewer than the 10 classes
     ],
 )
 def test_bad_args_name_the_key(kw, key):
@@ -414,3 +415,51 @@ def test_val_size_and_batch_checked_against_the_data(tmp_path):
         _dm(tmp_path, val_size=20)
     with pytest.raises(GanError, match=r"data\.batch_size"):
         _dm(tmp_path, val_size=10, batch_size=6, d_steps=2)
+
+
+# ---- data.limit: a class-balanced training subset ----------------------------------------
+
+
+def test_limit_is_class_balanced_seeded_and_disjoint_from_the_held_out_images(tmp_path):
+    write_tiny_mnist(tmp_path, n=200)  # labels 0..9 cycling
+    full = _dm(tmp_path, val_size=40)
+    dm = _dm(tmp_path, val_size=40, limit=23, limit_seed=5)
+    assert dm.num_train == 23 and len(dm.train_indices) == 23
+    counts = torch.bincount(dm.train_set.labels, minlength=10).tolist()
+    assert counts == [3, 3, 3] + [2] * 7  # 23 // 10 each, the remainder to classes 0, 1, 2
+    assert set(dm.train_indices.tolist()) <= set(full.train_indices.tolist())
+    assert not set(dm.train_indices.tolist()) & set(dm.val_indices.tolist())
+    assert torch.equal(dm.val_indices, full.val_indices)  # the scores keep every held-out image
+    assert torch.equal(dm.val_set.images, full.val_set.images)
+    again = _dm(tmp_path, val_size=40, limit=23, limit_seed=5)
+    assert torch.equal(again.train_indices, dm.train_indices)  # the seed alone decides
+    other = _dm(tmp_path, val_size=40, limit=23, limit_seed=6)
+    assert not torch.equal(other.train_indices, dm.train_indices)
+    assert len(dm.train_dataloader()) == 23 // 8  # batches come from the subset only
+
+
+def test_limit_errors_are_one_line(tmp_path):
+    write_tiny_mnist(tmp_path, n=64)
+    with pytest.raises(GanError, match=r"data\.limit=100 is more than the 56 training images"):
+        _dm(tmp_path, limit=100)
+    with pytest.raises(GanError, match=r"data\.limit=20 training images are used"):
+        _dm(tmp_path, limit=20, batch_size=16, d_steps=2)
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])
+    with pytest.raises(GanError, match="takes 2 images of class 1, but the training images hold "):
+        balanced_subset(labels, 4, 2, seed=0)
+    assert balanced_subset(labels, 3, 2, seed=0).tolist()[-1] == 5  # class 1's one image
+
+
+def test_a_resume_checks_the_subset_against_the_checkpoints(tmp_path):
+    write_tiny_mnist(tmp_path, n=64)
+    dm = _dm(tmp_path, limit=20, limit_seed=1)
+    state = dm.state_dict()
+    assert state["limit"] == 20 and torch.equal(state["limit_indices"], dm.train_indices)
+    _dm(tmp_path, limit=20, limit_seed=1).load_state_dict(state)  # the same draw: fine
+    with pytest.raises(GanError, match="now draws other images than the run did"):
+        _dm(tmp_path, limit=20, limit_seed=2).load_state_dict(state)
+    with pytest.raises(GanError, match="the run's subset holds 20 images, data.limit=30 now"):
+        _dm(tmp_path, limit=30, limit_seed=1).load_state_dict(state)
+    with pytest.raises(GanError, match="trained on data.limit=20, but this resume asks for every"):
+        _dm(tmp_path).load_state_dict(state)
+    _dm(tmp_path).load_state_dict(_dm(tmp_path).state_dict())  # no limit either side

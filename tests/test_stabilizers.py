@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan.core.augment import DiffAugment, cutout, translation
+from gan.core.augment import AdaptiveAugment, DiffAugment, cutout, translation
 from gan.core.losses import LOSSES, zero_centered_penalty
 from gan.core.ranges import to_unit_range
 from gan.core.sampling import generate
@@ -216,6 +216,104 @@ def test_diffaug_config_is_checked_at_compose_time(make_cfg: MakeCfg) -> None:
     assert module.gan_step.augment.fill == -1.0  # tanh's background
 
 
+# ---- ADA ----------------------------------------------------------------------------------
+
+
+class SignCritic(nn.Module):
+    """A stub D: its logit of an image is +1 or -1, set by hand per batch position (an
+    overfitting D rates every real as real)."""
+
+    def __init__(self, signs: Tensor) -> None:
+        super().__init__()
+        self.signs = signs  # (B,) of +-1
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.signs[: x.size(0)] + 0 * x.flatten(1).sum(1) + self.bias  # (B,)
+
+
+def ada_step(ada: AdaptiveAugment) -> GanStep:
+    return GanStep(LOSSES["bce"], SMOOTHING, lambda n: torch.zeros(n, 3), augment=ada)
+
+
+def test_ada_p_rises_while_d_overfits_falls_when_it_does_not_and_stays_in_0_1() -> None:
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (1, 2, 2)))
+    real = torch.rand(8, 1, 2, 2)
+    # p moves by 8 reals x 4 updates / (0.1 kimg x 1000) = 0.32 per interval of 4 D updates
+    ada = AdaptiveAugment(["cutout"], fill=-1.0, target=0.6, interval=4, kimg=0.1)
+    step = ada_step(ada)
+    overfit = SignCritic(torch.ones(8))  # r_t = 1 > 0.6
+    ps = []
+    for _ in range(5 * 4):
+        step(g, overfit, real, Record())
+        ps.append(float(ada.p))
+    assert ps[:3] == [0.0] * 3 and ps[3] == pytest.approx(0.32)  # only at an interval's end
+    assert ps[7] == pytest.approx(0.64) and ps[11] == pytest.approx(0.96)
+    assert ps[15] == ps[19] == 1.0  # clamped
+    assert float(ada.rt) == 1.0 and step.d_updates == ada.updates == 20
+    # Most real logits negative (the full-set case: D does not overfit): r_t = -0.5
+    honest = SignCritic(torch.tensor([1.0, 1, -1, -1, -1, -1, -1, -1]))
+    for _ in range(4 * 4):
+        step(g, honest, real, Record())
+        assert 0.0 <= float(ada.p) <= 1.0
+    assert float(ada.rt) == -0.5 and float(ada.p) == 0.0  # fell, and clamped at 0
+    # Between the two: 70% positive is r_t 0.4, still below the target: p keeps falling
+    ada.p = torch.tensor(0.5)
+    step(g, SignCritic(torch.tensor([1.0] * 6 + [-1.0] * 2)), real, Record())  # r_t 0.5
+    for _ in range(3):
+        step(g, SignCritic(torch.tensor([1.0] * 6 + [-1.0] * 2)), real, Record())
+    assert float(ada.rt) == 0.5 and float(ada.p) == pytest.approx(0.5 - 0.32)
+
+
+def test_ada_with_p_0_changes_nothing_and_with_p_1_augments_every_image() -> None:
+    torch.manual_seed(0)
+    images = torch.ones(64, 1, 28, 28)  # all white: any cutout shows
+    off = AdaptiveAugment(["translation", "cutout"], fill=-1.0, p0=0.0)
+    assert torch.equal(off(images), images)
+    every = AdaptiveAugment(["cutout"], fill=-1.0, p0=1.0)
+    changed = every(images).ne(images).flatten(1).any(1)  # (64,)
+    assert changed.all()
+    half = AdaptiveAugment(["cutout"], fill=-1.0, p0=0.5)
+    changed = half(images).ne(images).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < 64  # a draw per image
+
+    # In the step: at p = 0 D sees reals and fakes as they are, in both updates
+    g = nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (1, 2, 2)))
+    d = LinearCritic()
+    real = torch.rand(8, 1, 2, 2)
+    ada_step(AdaptiveAugment(["translation", "cutout"], fill=-1.0))(g, d, real, Record())
+    assert torch.equal(d.seen[0], real)
+    assert torch.equal(d.seen[1], g(torch.zeros(8, 3)).detach())
+
+
+def test_ada_state_round_trips_exactly() -> None:
+    ada = AdaptiveAugment(["cutout"], interval=3, kimg=0.07)
+    for signs in ([1.0, 1, -1], [1.0, 1, 1], [1.0, -1, 1], [1.0, 1, 1], [-1.0, 1, 1]):
+        ada.observe(torch.tensor(signs))
+    state = ada.state_dict()
+    assert state["updates"] == 5 and state["seen"] == 6 and state["signs"] == 4.0
+    again = AdaptiveAugment(["cutout"], interval=3, kimg=0.07)
+    again.load_state_dict(state)
+    assert torch.equal(again.p, ada.p) and again.state_dict() == state
+    for a in (ada, again):
+        a.observe(torch.tensor([1.0, 1, 1]))
+    assert torch.equal(again.p, ada.p) and again.state_dict() == ada.state_dict()
+
+
+def test_ada_config_is_checked_and_reaches_the_module_step(make_cfg: MakeCfg) -> None:
+    for bad in ("stabilize.ada_target=1", "stabilize.ada_target=0", "stabilize.ada_p0=1.5"):
+        with pytest.raises(GanError, match=bad.split("=")[0]):
+            validate(make_cfg("stabilize.ada=true", bad))
+    module = GAN.from_config(make_cfg("stabilize.ada=true"))
+    ada = module.gan_step.ada
+    assert module.gan_step.augment is ada and ada.ops.policy == ["translation", "cutout"]
+    assert (ada.target, ada.interval, ada.kimg, float(ada.p)) == (0.6, 4, 10.0, 0.0)
+    module = GAN.from_config(make_cfg("stabilize.ada=true", "stabilize.diffaug=[color]"))
+    assert module.gan_step.ada.ops.policy == ["color"]  # diffaug's ops, gated by p
+    assert GAN.from_config(make_cfg("stabilize.diffaug=[color]")).gan_step.ada is None
+
+
 # ---- relativistic pairing loss ----------------------------------------------------------
 
 
@@ -331,6 +429,7 @@ FLAGS = {
     "rpgan": ["loss=rpgan"],
     "ema": ["ema.enabled=true"],
     "topk": ["stabilize.topk=0.5"],
+    "ada": ["stabilize.ada=true", "stabilize.ada_p0=0.5"],
     "all-conditional-d2g1": [
         "loss=rpgan",
         "stabilize.spectral_norm=true",

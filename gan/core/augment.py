@@ -6,6 +6,8 @@ G's gradients flow back through the transform.
     augment = DiffAugment(["translation", "cutout"], fill=-1.0)
     x = augment(images)    # (B, C, H, W) -> (B, C, H, W), a fresh draw per image per call
 
+`AdaptiveAugment` (ADA) gates the same transforms with a probability it adapts.
+
 Ported from the authors' PyTorch code (mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py),
 with one change: translation and cutout fill with `fill`, the background of G's output
 range (-1 for tanh), not 0, which is mid-grey on [-1, 1] MNIST digits.
@@ -95,11 +97,113 @@ class DiffAugment:
             raise ValueError(f"unknown DiffAugment policy {unknown}: use {', '.join(POLICIES)}")
         self.policy, self.fill = list(policy), fill
 
+    @property
+    def transforms(self) -> list[Transform]:
+        """The policy's transforms, one by one, in the order they are applied."""
+        return [t for name in self.policy for t in POLICIES[name]]
+
     def __call__(self, x: Tensor) -> Tensor:
-        for name in self.policy:
-            for transform in POLICIES[name]:
-                x = transform(x, self.fill)
+        for transform in self.transforms:
+            x = transform(x, self.fill)
         return x
 
     def __repr__(self) -> str:
         return f"DiffAugment({self.policy}, fill={self.fill})"
+
+
+# ADA's ops when stabilize.diffaug names none: geometric ones suit 1-channel digits; color's
+# saturation is a no-op on 1 channel (its brightness would move the flat background D reads
+# first), so it joins only for multi-channel data (stacked_mnist).
+ADA_DEFAULT = ("translation", "cutout")
+
+
+def ada_policy(diffaug: Sequence[str], channels: int) -> list[str]:
+    """The ops ADA gates: `diffaug`'s when it names any, else ADA_DEFAULT (+ color for C > 1)."""
+    if diffaug:
+        return list(diffaug)
+    return [*ADA_DEFAULT, *(["color"] if channels > 1 else [])]
+
+
+class AdaptiveAugment:
+    """ADA (Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data"):
+    DiffAugment's transforms, each applied to an image with probability `p` (a fresh
+    per-image draw per transform and call), with p steered by D's overfitting.
+
+        ada = AdaptiveAugment(["translation", "cutout"], fill=-1.0)
+        x = ada(images)          # (B, C, H, W) -> (B, C, H, W); p = 0: x unchanged
+        ada.observe(real_logits) # after each D update: (B,) D's logits of its (augmented) reals
+
+    Every `interval` observed D updates, r_t = E[sign(D(real))] over them, and
+    p += sign(r_t - target) * (reals in them) / (kimg * 1000), clamped to [0, 1]. p and the
+    running sums are 0-dim tensors on the images' device, so neither the masks nor the
+    adjustment syncs with the host; `state_dict` reads them (a sync per checkpoint only).
+    Under DDP the sums are all-reduced first, so every rank keeps the same p.
+    """
+
+    def __init__(
+        self,
+        policy: Sequence[str],
+        fill: float = -1.0,
+        target: float = 0.6,
+        interval: int = 4,
+        kimg: float = 10.0,
+        p0: float = 0.0,
+    ) -> None:
+        self.ops = DiffAugment(policy, fill)  # the transforms, not a copy of them
+        self.target, self.interval, self.kimg = target, interval, kimg
+        self.p = torch.tensor(p0)  # () float32: the augmentation probability
+        self.rt = torch.tensor(0.0)  # () r_t of the last finished interval (logged)
+        self.signs = torch.tensor(0.0)  # () sum of sign(D(real)) in the current interval
+        self.seen = 0  # reals observed in the current interval
+        self.updates = 0  # D updates observed, all intervals
+
+    def _to(self, device: torch.device) -> None:
+        if self.p.device != device:
+            self.p, self.rt, self.signs = (t.to(device) for t in (self.p, self.rt, self.signs))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self._to(x.device)
+        for transform in self.ops.transforms:
+            # Drawn from the global RNG, as DiffAugment's own draws and the step's noise are:
+            # gan.training.faults.RngState saves it, so a resumed run draws the same masks.
+            apply = torch.rand(x.size(0), 1, 1, 1, device=x.device) < self.p  # (B, 1, 1, 1)
+            x = torch.where(apply, transform(x, self.ops.fill), x)
+        return x
+
+    @torch.no_grad()
+    def observe(self, real_logits: Tensor) -> None:
+        """Count one D update's logits of its reals (B,); adjust p at an interval's end."""
+        self._to(real_logits.device)
+        self.signs = self.signs + real_logits.float().sign().sum()  # exact: integers
+        self.seen += real_logits.numel()
+        self.updates += 1
+        if self.updates % self.interval:
+            return
+        stats = torch.stack([self.signs, torch.full_like(self.signs, self.seen)])  # (2,), no copy
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)  # every rank's reals: one p for all
+        signs, seen = stats.unbind()
+        self.rt = signs / seen
+        step = torch.sign(self.rt - self.target) * seen / (self.kimg * 1000)
+        self.p = (self.p + step).clamp(0.0, 1.0)
+        self.signs, self.seen = torch.zeros_like(self.signs), 0
+
+    def state_dict(self) -> dict[str, float | int]:
+        """What a resume needs, as plain numbers (float32 values are exact as floats)."""
+        return {
+            "p": float(self.p),
+            "rt": float(self.rt),
+            "signs": float(self.signs),
+            "seen": self.seen,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        device = self.p.device
+        self.p = torch.tensor(float(state["p"]), device=device)
+        self.rt = torch.tensor(float(state["rt"]), device=device)
+        self.signs = torch.tensor(float(state["signs"]), device=device)
+        self.seen, self.updates = int(state["seen"]), int(state["updates"])
+
+    def __repr__(self) -> str:
+        return f"AdaptiveAugment({self.ops.policy}, p={float(self.p):.4f}, target={self.target})"

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan.core.augment import DiffAugment
+from gan.core.augment import AdaptiveAugment, DiffAugment, ada_policy
 from gan.core.losses import LOSSES, Loss, make_targets, zero_centered_penalty
 from gan.core.ranges import value_range
 
@@ -65,7 +65,9 @@ class GanStep:
     so G and D can agree on classes that are not the data's (a permuted or collapsed
     labelling); TAC-GAN's cannot.
 
-    Stabilisers: `augment` (DiffAugment) transforms every image D scores, in both updates;
+    Stabilisers: `augment` (DiffAugment, or ADA's `AdaptiveAugment`) transforms every image
+    D scores, in both updates; an `AdaptiveAugment` is also `ada`, which sees D's logits of
+    the reals after each D update to steer its probability (checkpoints keep its state);
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
     `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
     schedule; checkpoints keep it. `topk` < 1 (top-k training): G's loss averages over only
@@ -83,7 +85,7 @@ class GanStep:
         reuse_fake: bool = False,
         sample_labels: Callable[[int], Tensor] | None = None,
         aux_weight: float = 0.0,
-        augment: Callable[[Tensor], Tensor] | None = None,
+        augment: Callable[[Tensor], Tensor] | AdaptiveAugment | None = None,
         r1: float = 0.0,
         r2: float = 0.0,
         reg_every: int = 1,
@@ -100,6 +102,7 @@ class GanStep:
         self.aux_weight = aux_weight
         self.twin = twin
         self.augment = augment
+        self.ada = augment if isinstance(augment, AdaptiveAugment) else None
         self.r1, self.r2, self.reg_every = r1, r2, reg_every
         self.topk = topk
         self.d_updates = 0
@@ -117,7 +120,15 @@ class GanStep:
         heads = cfg.condition.name in ("acgan", "tacgan")  # D classifies (nets' CLASS_HEADS)
         st = cfg.stabilize
         # Translation and cutout fill with the background: the low end of G's range.
-        augment = DiffAugment(st.diffaug, value_range(cfg.model.output)[0]) if st.diffaug else None
+        fill = value_range(cfg.model.output)[0]
+        augment: DiffAugment | AdaptiveAugment | None = None
+        if st.ada:  # ADA gates diffaug's ops (or its defaults) with its p, instead of always
+            policy = ada_policy(st.diffaug, cfg.model.channels)
+            augment = AdaptiveAugment(
+                policy, fill, st.ada_target, st.ada_interval, st.ada_kimg, st.ada_p0
+            )
+        elif st.diffaug:
+            augment = DiffAugment(st.diffaug, fill)
         return cls(
             LOSSES[cfg.loss.name],
             cfg.label_smoothing,
@@ -158,8 +169,8 @@ class GanStep:
         return d(x, labels), None
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:
-        """The images as D sees them: augmented (a fresh draw) when DiffAugment is on; with
-        `penalized`, a leaf that requires grad, for R1/R2."""
+        """The images as D sees them: augmented (a fresh draw) when DiffAugment or ADA is
+        on; with `penalized`, a leaf that requires grad, for R1/R2."""
         if self.augment is not None:
             x = self.augment(x)
         return x.detach().requires_grad_(True) if penalized else x
@@ -206,6 +217,8 @@ class GanStep:
                 aux = aux + F.cross_entropy(fake_head, fake_labels)
                 loss = loss + self.aux_weight * aux
             updates.step("d", loss)
+        if self.ada is not None:  # r_t: D's verdict on the reals it was trained on
+            self.ada.observe(real_logits.detach())
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
 
     def g_update(

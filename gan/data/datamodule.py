@@ -144,12 +144,35 @@ def held_out_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     return perm[:val_size].sort().values, perm[val_size:].sort().values
 
 
+def balanced_subset(labels: Tensor, limit: int, num_classes: int, seed: int) -> Tensor:
+    """Positions (limit,) into `labels` (N,), sorted: `limit // num_classes` random images of
+    each class, one more for each of the first `limit % num_classes` classes (0, 1, ...),
+    drawn by `seed` alone. GanError when a class has too few."""
+    per_class, extra = divmod(limit, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in range(num_classes):  # a fixed order: the draw depends on (labels, limit, seed)
+        pool = (labels == c).nonzero().squeeze(1)  # (n_c,) positions of class c
+        want = per_class + (c < extra)
+        if len(pool) < want:
+            raise GanError(
+                f"data.limit={limit} takes {want} images of class {c}, but the training images "
+                f"hold only {len(pool)} of it: lower data.limit, or train on a larger split "
+                f"(data.split=all)."
+            )
+        chosen.append(pool[torch.randperm(len(pool), generator=gen)[:want]])
+    return torch.cat(chosen).sort().values
+
+
 class MNISTDataModule(L.LightningDataModule):
     """An MNIST-family data set for GAN training: uint8 batches, converted on the device.
 
     Loaders yield `(images uint8 (B, C, 28, 28), labels int64 (B,))`, C = `channels` (3 for
     stacked_mnist, else 1), labels in 0..num_classes-1; after the transfer hook the images
     are float32 (B, C, img_size, img_size) in the model's value range.
+    With `limit`, training uses a class-balanced subset of that many of the training images
+    (`balanced_subset`, drawn by `limit_seed`); the held-out images stay whole. Its indices
+    are the module's `state_dict()`, so a checkpoint keeps them and a resume checks them.
     A training batch holds `batch_size * d_steps` images: the module splits it into
     `d_steps` chunks so that every D update sees fresh real images. After `setup()`,
     `train_set` and `val_set` (`BatchDataset`s) hold the images each loader serves.
@@ -173,6 +196,8 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: str = "mnist",  # a key of gan.data.mnist.DATASETS
         channels: int = 1,  # must be the data set's: 3 for stacked_mnist
         num_classes: int = 10,  # must be the data set's: 26 for emnist_letters, 1000 stacked
+        limit: int | None = None,  # train on a class-balanced subset of this many images
+        limit_seed: int = 0,  # draws that subset
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -202,6 +227,12 @@ class MNISTDataModule(L.LightningDataModule):
             (img_size in (28, 64), "data.img_size", img_size, "28 or 64"),
             (value_range in ("tanh", "sigmoid"), "data.value_range", value_range, "tanh/sigmoid"),
             (at_least(d_steps, 1), "step_ratio.d_steps", d_steps, ">= 1"),
+            (
+                limit is None or at_least(limit, num_classes),
+                "data.limit",
+                limit,
+                f"null or >= data.num_classes ({num_classes}), one image of each class at least",
+            ),
         ):
             if not ok:
                 raise GanError(f"{key}={value!r} is invalid: it must be {want}.")
@@ -216,8 +247,10 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory and not on_device  # on-device tensors need no pinning
         self.img_size, self.value_range = img_size, value_range
+        self.limit, self.limit_seed = limit, limit_seed
 
-        self.train_indices: Tensor | None = None  # (num_train,) int64, into the loaded split
+        # (num_train,) int64, sorted, into the loaded split: data.limit's subset, if any
+        self.train_indices: Tensor | None = None
         self.val_indices: Tensor | None = None  # (num_val,) int64, sorted
         self.train_set: BatchDataset | None = None  # what train_dataloader serves
         self.val_set: BatchDataset | None = None  # what val_ and test_dataloader serve
@@ -255,13 +288,21 @@ class MNISTDataModule(L.LightningDataModule):
                     f"data.val_size={self.val_size} is invalid: split {self.split!r} holds only {n} "
                     f"images; it must be smaller."
                 )
-            if n - self.val_size < need:
+            if min(n - self.val_size, self.limit or n) < need:
+                remain = (
+                    f"data.limit={self.limit} training images are used"
+                    if self.limit is not None and self.limit < n - self.val_size
+                    else f"only {n - self.val_size} training images remain after "
+                    f"data.val_size={self.val_size}"
+                )
                 raise GanError(
                     f"data.batch_size={self.batch_size} x step_ratio.d_steps={self.d_steps} = {need} "
-                    f"images per training batch, but only {n - self.val_size} training images remain "
-                    f"after data.val_size={self.val_size}: lower data.batch_size or data.val_size."
+                    f"images per training batch, but {remain}: lower data.batch_size, "
+                    f"data.val_size or raise data.limit."
                 )
             self.val_indices, self.train_indices = held_out_split(n, self.val_size, self.seed)
+            if self.limit is not None:
+                self.train_indices = self._subset(self.train_indices, labels)
             # Gather once so that every batch is one index into a contiguous tensor.
             self.train_set = BatchDataset(images[self.train_indices], labels[self.train_indices])
             self.val_set = BatchDataset(images[self.val_indices], labels[self.val_indices])
@@ -271,6 +312,50 @@ class MNISTDataModule(L.LightningDataModule):
             for ds in (self.train_set, self.val_set):
                 assert ds is not None
                 ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
+
+    def _subset(self, train: Tensor, labels: Tensor) -> Tensor:
+        """data.limit's class-balanced share of `train` (indices into the split, sorted)."""
+        assert self.limit is not None
+        if self.limit > len(train):
+            raise GanError(
+                f"data.limit={self.limit} is more than the {len(train)} training images of split "
+                f"{self.split!r} (after data.val_size={self.val_size} held out): lower it, or set "
+                f"data.limit=null to train on all of them."
+            )
+        # Drawn from the training images only: held-out images are never in the subset.
+        keep = balanced_subset(labels[train], self.limit, self.num_classes, self.limit_seed)
+        return train[keep]  # (limit,) sorted, as train is
+
+    # ---- checkpoints: data.limit's subset ---------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The subset trained on (None: every training image), for checkpoints (Lightning)."""
+        subset = self.train_indices if self.limit is not None else None
+        return {"limit": self.limit, "limit_indices": subset}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume (after `setup`): the subset drawn again must be the checkpoint's."""
+        theirs, ours = state_dict.get("limit_indices"), self.state_dict()["limit_indices"]
+        if theirs is None and ours is None:
+            return
+        if theirs is None or ours is None:
+            had = "every training image" if theirs is None else f"data.limit={len(theirs)}"
+            now = "every training image" if ours is None else f"data.limit={self.limit}"
+            why = f"the run trained on {had}, but this resume asks for {now}"
+        elif len(theirs) != len(ours):
+            why = f"the run's subset holds {len(theirs)} images, data.limit={self.limit} now"
+        elif torch.equal(theirs.cpu(), ours.cpu()):
+            return
+        else:
+            why = (
+                f"data.limit={self.limit} with data.limit_seed={self.limit_seed} now draws other "
+                f"images than the run did: the files under data.root={self.root} (or the seed) "
+                f"differ from the run's"
+            )
+        raise GanError(
+            f"the checkpoint's training subset does not match this run's: {why}. Resume with the "
+            f"run's own data and settings, or start a new run."
+        )
 
     @property
     def num_train(self) -> int:

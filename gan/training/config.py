@@ -143,6 +143,20 @@ class StabilizeConfig:
     # Top-k training (Sinha et al. 2020): G's loss averages over only the share `topk` of
     # its fakes that D scores highest, so the worst fakes stop pulling G; 1.0 is off
     topk: float = 1.0
+    # ADA (Karras et al. 2020): every image D sees gets each op of `diffaug` (or, when that
+    # is empty, translation and cutout, plus color for 3-channel data) with probability p,
+    # drawn per image; p starts at ada_p0 and moves every `ada_interval` D updates by
+    # sign(r_t - ada_target) * (images in them) / (ada_kimg * 1000), where
+    # r_t = E[sign(D(real))] over them: up while D overfits its reals, down while it does not
+    ada: bool = False
+    ada_p0: float = 0.0  # the paper starts at 0: no augmentation until D overfits
+    ada_target: float = 0.6  # the paper's r_t target
+    ada_interval: int = 4  # D updates between adjustments (the paper's 4)
+    # Images D must see for p to cross [0, 1]. The paper's 500 (2% of a 25M-image run) would
+    # leave p near 0 here: the default run sees ~90k reals (10 epochs of 9,000), so 10 lets
+    # p cross in ~1/9 of it (~310 D updates at batch 32), a fast enough reaction to a small
+    # data.limit within a short budget, and still many adjustments (78) per crossing.
+    ada_kimg: float = 10.0
 
 
 @dataclass
@@ -234,6 +248,14 @@ class DataConfig:
     dataset: str = "mnist"
     channels: int = 1  # 3 for stacked_mnist
     num_classes: int = 10  # 26 for emnist_letters, 1000 for stacked_mnist
+    # Train on a class-balanced subset of this many training images (null: all of them):
+    # limit // num_classes of each class, one more for the first limit % num_classes classes
+    # (class order 0, 1, ...). Drawn from the images left after the held-out set (the
+    # scores still use all of it), kept in checkpoints and checked on resume.
+    limit: int | None = None
+    # The subset's draw. It follows data.seed (the run's seed), so a study's seeds also
+    # average over subsets, while runs of one seed (a method comparison) share one subset.
+    limit_seed: int = II("data.seed")
 
 
 @dataclass

@@ -292,6 +292,9 @@ class GAN(L.LightningModule):
                 },
                 on_step=True,
             )
+            ada = self.gan_step.ada
+            if ada is not None:  # its probability, and the overfitting heuristic steering it
+                self.log_dict({"train/ada_p": ada.p, "train/ada_rt": ada.rt}, on_step=True)
         for config in self.trainer.lr_scheduler_configs:  # optimizer.schedule, if any
             config.scheduler.step()
         return {"d_loss": out.d_loss, "g_loss": out.g_loss}  # for gan.training.health.NanGuard
@@ -359,6 +362,8 @@ class GAN(L.LightningModule):
         checkpoint["gan_iteration"] = self.iteration
         checkpoint["gan_g_updates"] = self.g_updates
         checkpoint["gan_d_updates"] = self.gan_step.d_updates  # the lazy R1/R2 schedule
+        if self.gan_step.ada is not None:  # ADA's p and its unfinished interval's sums
+            checkpoint["gan_ada"] = self.gan_step.ada.state_dict()
         checkpoint["gan_elapsed_s"] = self.elapsed_s + time.perf_counter() - self._fit_start
         checkpoint["gan_floor_logged"] = self._floor_logged
         checkpoint["gan_best_fid"] = list(self.best_fid) if self.best_fid else None
@@ -367,6 +372,8 @@ class GAN(L.LightningModule):
         self.iteration = int(checkpoint.get("gan_iteration", 0))
         self.g_updates = int(checkpoint.get("gan_g_updates", 0))
         self.gan_step.d_updates = int(checkpoint.get("gan_d_updates", 0))
+        if self.gan_step.ada is not None and "gan_ada" in checkpoint:
+            self.gan_step.ada.load_state_dict(checkpoint["gan_ada"])
         self._ema_bn_stale = self.ema_generator is not None  # statistics of any age: redo
         self.elapsed_s = float(checkpoint.get("gan_elapsed_s", 0.0))
         self._floor_logged = bool(checkpoint.get("gan_floor_logged", False))

@@ -133,6 +133,10 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     policies = tuple(POLICIES)
     for p in st.diffaug:
         _check(p in policies, "stabilize.diffaug", list(st.diffaug), f"a list of {policies}")
+    _check(0 <= st.ada_p0 <= 1, "stabilize.ada_p0", st.ada_p0, "within [0, 1]")
+    _check(0 < st.ada_target < 1, "stabilize.ada_target", st.ada_target, "within (0, 1)")
+    _check(st.ada_interval >= 1, "stabilize.ada_interval", st.ada_interval, ">= 1")
+    _check(st.ada_kimg > 0, "stabilize.ada_kimg", st.ada_kimg, "> 0")
     _check(c.guard.check_every_n >= 0, "guard.check_every_n", c.guard.check_every_n, ">= 0")
     _check(
         c.guard.on_nonfinite in ("stop", "rollback"),
@@ -171,6 +175,12 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(c.data.batch_size >= 1, "data.batch_size", c.data.batch_size, ">= 1")
     _check(c.data.val_size >= 0, "data.val_size", c.data.val_size, ">= 0")
     _check(c.data.num_workers >= 0, "data.num_workers", c.data.num_workers, ">= 0")
+    _check(
+        c.data.limit is None or c.data.limit >= c.data.num_classes,
+        "data.limit",
+        c.data.limit,
+        f">= data.num_classes ({c.data.num_classes}), one image of each class at least (or null)",
+    )
     _check(c.model.output in OUTPUTS, "model.output", c.model.output, f"one of {OUTPUTS}")
     _check(c.data.img_size in (28, 64), "data.img_size", c.data.img_size, "28 or 64")
     if c.data.img_size != c.model.img_size:

@@ -138,6 +138,22 @@ CASES: list[Case] = [
         "('color', 'translation', 'cutout')",
     ),
     Case(
+        "ADA target outside (0, 1)",
+        ("gan.train", "stabilize.ada=true", "stabilize.ada_target=1"),
+        "stabilize.ada_target=1.0 is out of range: it must be within (0, 1)",
+    ),
+    Case(
+        "training subset smaller than the number of classes",
+        ("gan.train", "data.limit=5"),
+        "data.limit=5 is out of range: it must be >= data.num_classes (10)",
+    ),
+    Case(
+        "training subset larger than the data",
+        ("gan.train", "data.limit=100000"),
+        "data.limit=100000 is more than the 48 training images of split 'train'",
+        cli=True,
+    ),
+    Case(
         "latent size of zero",
         ("gan.train", "noise.dim=0"),
         "noise.dim=0 is out of range: it must be >= 1",

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import pytest
+import torch
 from omegaconf import DictConfig, open_dict
 
 from gan.training.faults import Interrupted
@@ -87,6 +88,8 @@ class SigtermAt(L.Callback):
         (11, ("stabilize.r1=1", "stabilize.r2=1", "stabilize.reg_every=4")),
         (8, ("stabilize.diffaug=[translation,cutout,color]", "perf.reuse_fake=true")),
         (11, ("loss=rpgan", "stabilize.topk=0.5")),
+        # ADA's p and its unfinished interval (saved at 6: 2 of 4 D updates in) resume
+        (8, ("stabilize.ada=true", "stabilize.ada_p0=0.5", "stabilize.ada_kimg=1")),
         # the lr schedule's place in the run is saved (Lightning's lr_schedulers)
         (8, ("optimizer.schedule=linear", "optimizer.decay_start=0.25")),
     ],
@@ -98,6 +101,7 @@ class SigtermAt(L.Callback):
         "lazy-r1-r2",
         "diffaug",
         "rpgan-topk",
+        "ada",
         "lr-schedule",
     ],
 )
@@ -133,6 +137,44 @@ def test_crash_and_resume_in_process_is_bit_exact(
         b.ckpt_path = str(last)
     train(b)
     assert_same_training_state(tmp_path / "a" / "checkpoints" / "last.ckpt", last)
+
+
+def test_ada_on_a_limited_subset_resumes_bit_exact_with_the_same_subset(
+    make_cfg: Callable[..., DictConfig], tiny_root: Path, tmp_path: Path
+) -> None:
+    """data.limit=24 of the 48 training images: 3 iterations per epoch, a save every 3."""
+    warm_classifier(tiny_root)
+    args = (
+        "model=mlp",
+        "data.limit=24",
+        "stabilize.ada=true",
+        "stabilize.ada_p0=0.5",
+        "stabilize.ada_kimg=1",
+        "stabilize.ada_interval=2",
+        "trainer.max_epochs=3",
+        f"callbacks.checkpointing.every_n_iterations={EVERY}",
+    )
+    a = make_cfg(*args)
+    a.paths.output_dir = str(tmp_path / "a")
+    train(a)
+    b = make_cfg(*args)
+    b.paths.output_dir = str(tmp_path / "b")
+    with open_dict(b):
+        b.callbacks.crash = {"_target_": "tests.faults.test_crash_resume.CrashAt", "at": 5}
+    with pytest.raises(RuntimeError, match="crash before"):
+        train(b)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    assert load_ckpt(last)["gan_ada"]["updates"] == 3  # mid-interval: 1 of 2 D updates in
+    with open_dict(b):
+        del b.callbacks.crash
+        b.ckpt_path = str(last)
+    train(b)
+    ref = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    assert_same_training_state(ref, last)
+    ca, cb = load_ckpt(ref), load_ckpt(last)
+    assert ca["gan_ada"]["p"] != 0.5  # p moved, and resumed to the same value
+    subset = ca["MNISTDataModule"]["limit_indices"]
+    assert len(subset) == 24 and torch.equal(subset, cb["MNISTDataModule"]["limit_indices"])
 
 
 FAST_ARGS = (
