@@ -392,7 +392,7 @@ def test_status_and_mean_std(tmp_path: Path) -> None:
 def test_bench_holds_scripts_and_results_only() -> None:
     folders = {p.name for p in (ROOT / "bench").iterdir() if p.is_dir()} - {"__pycache__"}
     assert folders == {"results"}, "results go to bench/results/<name>/"
-    assert len(SCRIPTS) == 10
+    assert len(SCRIPTS) == 11
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
