@@ -1,7 +1,9 @@
-"""The class-conditional and Stacked MNIST recipes at their own budgets, and what they reach.
+"""The class-conditional and Stacked MNIST recipes at their own budgets, and the default run
+with each conditioning over seeds, and what they reach.
 
-    python -m bench.conditional                      # ../shared/mnist, test split, ~30 min on 2 cores
-    python -m bench.conditional --recipes cgan_mnist
+    python -m bench.conditional --conditions         # the recipes: ../shared/mnist, test split, ~45 min
+    python -m bench.conditional --recipes            # the default run x condition x 3 seeds: ~2 h
+    python -m bench.conditional --recipes cgan_mnist --conditions tacgan --seeds 0
 
 Each recipe trains through `python -m gan.train experiment=<name>` (bench.recipes'
 runner) into `<out>/runs/<name>/`; a run that finished before is read again, not retrained
@@ -14,6 +16,13 @@ real-trained classifier's accuracy (`python -m gan.cas`, into the run's cas.json
 grid with one row per class to `docs/cgan_mnist_classes.png`. Writes `<out>/results.json`
 and `<out>/results.md` (`--out`: default bench/results/conditional); the README's table is
 copied from the latter.
+
+The conditioning study trains the default run, `python -m gan.train condition=<c> seed=<s>`
+at its own budget, for each of `--conditions` (concat, projection, acgan, tacgan) and
+`--seeds` (0 1 2), into `<out>/runs/<c>-seed<s>/`, takes its CAS, and writes
+`<out>/conditions.json` and `<out>/conditions.md`: per conditioning the mean ± std over
+seeds of the last validation's label accuracy (1,000 fakes), CAS, intra-FID and val/fid,
+and the run's wall time (startup, floor and validations included).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from bench.recipes import run  # the recipes' runner, not a copy of it
 
 RECIPES = ("cgan_mnist", "acgan_mnist", "stacked_mnist")
 CONDITIONAL = ("cgan_mnist", "acgan_mnist")  # class-conditional: they get a CAS
+CONDITIONS = ("concat", "projection", "acgan", "tacgan")  # the default run with each
 
 
 def cas(folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -56,7 +66,17 @@ def sevens(folder: Path, args: argparse.Namespace) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = common.parser("conditional", __doc__)
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    p.add_argument(
+        "--recipes", nargs="*", default=list(RECIPES), choices=RECIPES, help="none: skip them"
+    )
+    p.add_argument(
+        "--conditions",
+        nargs="*",
+        default=list(CONDITIONS),
+        choices=CONDITIONS,
+        help="the default run with each (none: skip the study)",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     common.add_data_args(p)
     common.add_out_arg(p, "conditional")
     p.add_argument(
@@ -65,6 +85,53 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every recipe")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.conditions:
+        conditions(args, out)
+    if args.recipes:
+        recipes(args, out)
+
+
+def conditions(args: argparse.Namespace, out: Path) -> None:
+    """The default run with each of `args.conditions`, per seed; the table of their means."""
+    rows = []
+    for c in args.conditions:
+        for seed in args.seeds:
+            name = f"{c}-seed{seed}"
+            row = run(name, None, args, out / "runs", select=[f"condition={c}", f"seed={seed}"])
+            row |= {"condition": c, "seed": seed}
+            if row.get("status") == "ok":
+                row |= cas(out / "runs" / name, args)
+            rows.append(row)
+    (out / "conditions.json").write_text(
+        json.dumps({"machine": common.machine(), "split": args.split, "rows": rows}, indent=2)
+        + "\n"
+    )
+    lines = [
+        f"The default run with `condition=<c>` at its own budget, MNIST {args.split} split, "
+        f"seeds {' '.join(map(str, args.seeds))}; mean ± std over the seeds of the last "
+        f"validation (1,000 fakes) and of `python -m gan.cas` (EMA G, 8,000 fakes); "
+        f"{common.machine()}; `python -m bench.conditional --recipes`.",
+        "",
+        "| condition | runs ok | label accuracy | CAS | CAS of real digits | intra-FID | val/fid | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in args.conditions:
+        ok = [r for r in rows if r["condition"] == c and r.get("status") == "ok"]
+
+        def ms(key: str, spec: str, ok: list[dict] = ok) -> str:
+            return common.mean_std([r[key] for r in ok if r.get(key) is not None], spec)
+
+        lines.append(
+            f"| `{c}` | {len(ok)} of {len(args.seeds)} | {ms('label_accuracy', '.3f')} | "
+            f"{ms('cas', '.3f')} | {ms('cas_real', '.3f')} | {ms('intra_fid', '.1f')} | "
+            f"{ms('fid', '.1f')} | {ms('seconds', '.0f')} |"
+        )
+    (out / "conditions.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def recipes(args: argparse.Namespace, out: Path) -> None:
+    """The recipes at their own budgets; results.json and results.md."""
     rows = []
     for recipe in args.recipes:
         row = run(recipe, None, args, out / "runs")

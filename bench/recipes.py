@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench import common
@@ -33,9 +34,17 @@ SCORES = (
 )
 
 
-def run(recipe: str, epochs: int | None, args: argparse.Namespace, runs: Path) -> dict[str, object]:
+def run(
+    recipe: str,
+    epochs: int | None,
+    args: argparse.Namespace,
+    runs: Path,
+    select: Sequence[str] | None = None,
+) -> dict[str, object]:
     """Train `recipe` (for `epochs`, or its own budget when None) into `<runs>/<recipe>/`;
-    with `args.reuse`, a run that finished there before is read again instead."""
+    with `args.reuse`, a run that finished there before is read again instead. `select`:
+    the overrides that say what trains, `experiment=<recipe>` unless given (the default
+    run with `condition=concat seed=1`, say, named by `recipe`)."""
     folder = runs / recipe
     if getattr(args, "reuse", False) and common.status(folder) == "ok":
         print(f"reusing the finished run {folder}", flush=True)
@@ -43,7 +52,7 @@ def run(recipe: str, epochs: int | None, args: argparse.Namespace, runs: Path) -
     else:
         proc = common.train(
             [
-                f"experiment={recipe}",
+                *(select if select is not None else [f"experiment={recipe}"]),
                 *([f"trainer.max_epochs={epochs}"] if epochs else []),
                 f"hydra.run.dir={folder}",
                 "overwrite=true",  # a run not reused is redone in its folder

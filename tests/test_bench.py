@@ -408,3 +408,45 @@ def test_each_script_runs_as_a_module_and_writes_under_results(
         module.main(["--help"])
     assert info.value.code == 0
     assert f"bench/results/{name}" in capsys.readouterr().out  # --out's default
+
+
+def test_the_conditioning_study_trains_each_condition_per_seed_and_averages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conditional = importlib.import_module("bench.conditional")
+    trained: list[tuple[str, list[str]]] = []
+
+    def fake_run(name, epochs, args, runs, select=None):  # what trains, and a finished row
+        trained.append((name, list(select)))
+        ok = name != "acgan-seed1"  # one failed seed: left out of the means, counted
+        accuracy = {"concat-seed0": 0.98, "concat-seed1": 0.96}.get(name, 0.5)
+        return {"status": "ok" if ok else "diverged", "label_accuracy": accuracy, "seconds": 60.0}
+
+    monkeypatch.setattr(conditional, "run", fake_run)
+    monkeypatch.setattr(conditional, "cas", lambda folder, args: {"cas": 0.9, "cas_real": 0.98})
+    conditional.main(
+        [
+            "--recipes",
+            "--conditions",
+            "concat",
+            "acgan",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert trained[0] == ("concat-seed0", ["condition=concat", "seed=0"])
+    assert [name for name, _ in trained] == [
+        "concat-seed0",
+        "concat-seed1",
+        "acgan-seed0",
+        "acgan-seed1",
+    ]
+    table = (tmp_path / "conditions.md").read_text()
+    assert "| `concat` | 2 of 2 | 0.970 ± 0.014 | 0.900 ± 0.000 |" in table
+    assert "| `acgan` | 1 of 2 | 0.500 |" in table
+    assert not (tmp_path / "results.md").exists()  # --recipes with none: no recipe ran
+    rows = json.loads((tmp_path / "conditions.json").read_text())["rows"]
+    assert [r["seed"] for r in rows] == [0, 1, 0, 1] and "cas" not in rows[3]
