@@ -107,7 +107,8 @@ def conditions(args: argparse.Namespace, out: Path) -> None:
         + "\n"
     )
     lines = [
-        f"The default run with `condition=<c>` at its own budget, MNIST {args.split} split, "
+        f"The default run with `condition=<c>{''.join(' ' + o for o in args.overrides)}`, "
+        f"MNIST {args.split} split, "
         f"seeds {' '.join(map(str, args.seeds))}; mean ± std over the seeds of the last "
         f"validation (1,000 fakes) and of `python -m gan.cas` (EMA G, 8,000 fakes); "
         f"{common.machine()}; `python -m bench.conditional --recipes`.",
