@@ -2,7 +2,7 @@
 with each conditioning over seeds, and what they reach.
 
     python -m bench.conditional --conditions         # the recipes: ../shared/mnist, test split, ~45 min
-    python -m bench.conditional --recipes            # the default run x condition x 3 seeds: ~2 h
+    python -m bench.conditional --recipes -- noise.dim=64 trainer.max_epochs=10   # the study: ~1 h
     python -m bench.conditional --recipes cgan_mnist --conditions tacgan --seeds 0
 
 Each recipe trains through `python -m gan.train experiment=<name>` (bench.recipes'
@@ -19,7 +19,8 @@ copied from the latter.
 
 The conditioning study trains the default run, `python -m gan.train condition=<c> seed=<s>`
 at its own budget, for each of `--conditions` (concat, projection, acgan, tacgan) and
-`--seeds` (0 1 2), into `<out>/runs/<c>-seed<s>/`, takes its CAS, and writes
+`--seeds` (0 1 2), with the overrides after `--`, into `<out>/runs/<c>-seed<s>/`, takes
+its CAS, and writes
 `<out>/conditions.json` and `<out>/conditions.md`: per conditioning the mean ± std over
 seeds of the last validation's label accuracy (1,000 fakes), CAS, intra-FID and val/fid,
 and the run's wall time (startup, floor and validations included).
