@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from gan.training.config import to_dict
@@ -270,7 +270,20 @@ DCGAN_RUNS = {
     "experiment=cgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
     "experiment=acgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
     "experiment=stacked_mnist": (256, 100, 64, (1, 1), 2e-4, False, False),
+    "experiment=conditional_mnist": (128, 64, 32, (1, 2), 1e-3, True, True),
 }
+
+
+@pytest.mark.parametrize("condition", ["projection", "concat", "tacgan"])
+def test_conditional_recipe_is_the_default_run_its_study_measured(
+    make_cfg: MakeCfg, condition: str
+) -> None:
+    """bench.conditional's study trains `condition=<c> noise.dim=64 trainer.max_epochs=10`
+    on the default run: the recipe must be that run, so that its figures are the recipe's."""
+    recipe = make_cfg("experiment=conditional_mnist", f"condition={condition}", tiny=False)
+    study = make_cfg(f"condition={condition}", "noise.dim=64", "trainer.max_epochs=10", tiny=False)
+    recipe.tags = study.tags
+    assert OmegaConf.to_container(recipe) == OmegaConf.to_container(study)
 
 
 @pytest.mark.parametrize("run", sorted(DCGAN_RUNS))
