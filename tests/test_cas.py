@@ -68,7 +68,11 @@ def test_cas_on_real_digits_is_the_real_classifiers_accuracy(
     assert abs(accuracy - real.info.accuracy) < TOLERANCE, (accuracy, real.info.accuracy)
 
 
-def test_the_command_line_writes_cas_json(ckpts: dict[str, Path]) -> None:
+def test_the_command_line_writes_cas_json(
+    ckpts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its own cache: the session's may hold a real classifier another test trained for 1 epoch
+    monkeypatch.setenv("GAN_CACHE", str(tmp_path / "cache"))
     run = ckpts["cond"].parents[1]
     proc = run_cli("gan.cas", f"ckpt={run}", "n=50", "epochs=1", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -79,6 +83,7 @@ def test_the_command_line_writes_cas_json(ckpts: dict[str, Path]) -> None:
     assert scores["ema"] is True  # the default config keeps EMA weights: drawn by default
     assert 0 <= scores["cas"] <= 1 and 0 <= scores["cas_real"] <= 1
     assert len(scores["per_class"]) == len(scores["per_class_real"]) == 10
+    assert scores["real_classifier"]["max_epochs"] == 5  # trained now, by the default recipe
     assert scores["same_recipe"] is False  # epochs=1 is not the real classifier's 5
     assert "CAS" in proc.stdout and "real" in proc.stdout and "wrote" in proc.stdout
 
