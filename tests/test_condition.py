@@ -90,6 +90,9 @@ def test_compose_time_errors(make_cfg: MakeCfg) -> None:
         validate(cfg)
     with pytest.raises(GanError, match="condition.aux_weight"):
         validate(make_cfg("condition=acgan", "condition.aux_weight=-1"))
+    for condition in ("acgan", "tacgan"):  # without its class heads' loss D ignores the labels
+        with pytest.raises(GanError, match="condition.aux_weight > 0"):
+            validate(make_cfg(f"condition={condition}", "condition.aux_weight=0"))
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from gan.core.losses import LOSSES
 from gan.core.step import GanStep
 from gan.perf.floor import PlainLoop
 from gan.training.build import build
+from gan.utils.errors import GanError
 
 MakeCfg = Callable[..., DictConfig]
 
@@ -223,3 +224,20 @@ def test_class_heads_learn_what_their_method_says(condition: str) -> None:
         )
     torch.testing.assert_close(losses["d"], adv_d + d_aux)
     torch.testing.assert_close(losses["g"], LOSSES["hinge"].g(fake_out[0], None) + g_aux)
+
+
+def test_a_d_without_the_twin_head_is_a_clear_error_under_tacgan() -> None:
+    class OneHead(torch.nn.Module):  # a custom D written for acgan
+        def forward(self, x: torch.Tensor, labels: torch.Tensor, aux: bool = False) -> Any:
+            logits = x.flatten(1).sum(1)  # (B,)
+            return (logits, torch.zeros(len(x), 3)) if aux else logits
+
+    smoothing = DictConfig({"real": 1.0, "fake": 0.0, "noise": 0.0, "flip_prob": 0.0})
+    labels = torch.tensor([0, 1])
+    draw = dict(sample_labels=lambda n: labels[:n], aux_weight=1.0)
+    step = GanStep(LOSSES["hinge"], smoothing, torch.randn, **draw, twin=True)
+    with pytest.raises(GanError, match=r"D returned 1 class head\(s\).*tacgan needs 2"):
+        step.score(OneHead(), torch.randn(2, 1, 2, 2), labels)
+    acgan = GanStep(LOSSES["hinge"], smoothing, torch.randn, **draw)
+    logits, heads = acgan.score(OneHead(), torch.randn(2, 1, 2, 2), labels)
+    assert logits.shape == (2,) and heads is not None and len(heads) == 1

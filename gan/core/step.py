@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from gan.core.augment import AdaptiveAugment, DiffAugment, ada_policy
 from gan.core.losses import LOSSES, Loss, make_targets, zero_centered_penalty
 from gan.core.ranges import value_range
+from gan.utils.errors import GanError
 
 # ---- the step --------------------------------------------------------------------------
 
@@ -165,6 +166,12 @@ class GanStep:
             return d(x), None
         if self.aux_weight:
             logits, *heads = d(x, labels, aux=True)
+            if len(heads) != 1 + self.twin:  # a custom D without tacgan's twin head, say
+                raise GanError(
+                    f"D returned {len(heads)} class head(s) with aux=True, but condition="
+                    f"{'tacgan' if self.twin else 'acgan'} needs {1 + self.twin}: D(x, y, "
+                    f"aux=True) must return (logits, classifier{', twin' if self.twin else ''})."
+                )
             return logits, tuple(heads)
         return d(x, labels), None
 

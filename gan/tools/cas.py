@@ -191,7 +191,7 @@ def cas(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
         raise GanError(
             f"{ckpt} is unconditional (trained with condition=none): CAS trains a classifier on "
             f"G's digits and their labels, so it needs a class-conditional G (condition="
-            f"projection, concat or acgan)."
+            f"projection, concat, acgan or tacgan)."
         )
     if module.cfg.model.channels != 1:
         raise GanError(

@@ -21,7 +21,7 @@ from gan.core.optim import SCHEDULES as schedule_registry
 from gan.core.ranges import RANGES
 from gan.core.sampling import NOISES
 from gan.data.mnist import DATASETS
-from gan.nets.base import CONDITIONS, registered
+from gan.nets.base import CLASS_HEADS, CONDITIONS, registered
 from gan.training.config import TrainConfig
 from gan.utils.errors import GanError
 
@@ -166,6 +166,12 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(cond.name in CONDITIONS, "condition.name", cond.name, f"one of {CONDITIONS}")
     _check(cond.embed_dim >= 1, "condition.embed_dim", cond.embed_dim, ">= 1")
     _check(cond.aux_weight >= 0, "condition.aux_weight", cond.aux_weight, ">= 0")
+    if cond.name in CLASS_HEADS and cond.aux_weight == 0:  # the class heads are its conditioning
+        raise GanError(
+            f"condition={cond.name} with condition.aux_weight=0 never trains D's class head, so "
+            f"nothing ties G's digits to their labels. Use condition.aux_weight > 0 (1.0 by "
+            f"default), or another condition."
+        )
     if cond.name != "none" and cond.num_classes < 2:
         raise GanError(
             f"condition={cond.name} needs a labelled data set with 2 or more classes, but "
