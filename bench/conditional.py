@@ -42,14 +42,17 @@ CONDITIONAL = ("cgan_mnist", "acgan_mnist")  # class-conditional: they get a CAS
 CONDITIONS = ("concat", "projection", "acgan", "tacgan")  # the default run with each
 
 
-def cas(folder: Path, args: argparse.Namespace) -> dict[str, float]:
+def cas(folder: Path, args: argparse.Namespace) -> dict[str, float | int | str]:
     """`python -m gan.cas` on the run's last checkpoint (the run's cas.json, rewritten):
-    its `cas` and `cas_real`."""
+    its `cas`, `cas_real` and `cas_n` (fakes drawn), or `cas_error` when it failed (its
+    message is on the console): one run's failure does not end the study."""
     ckpt = folder / "checkpoints" / "last.ckpt"
     opts = [f"ckpt={ckpt}", f"data_root={args.data_root}", "overwrite=true"]
-    common.run(common.command("gan.cas", opts))
+    proc = common.run(common.command("gan.cas", opts), check=False)
+    if proc.returncode != 0:
+        return {"cas_error": f"python -m gan.cas exited with {proc.returncode}"}
     scores = json.loads((folder / "cas.json").read_text())
-    return {"cas": scores["cas"], "cas_real": scores["cas_real"]}
+    return {"cas": scores["cas"], "cas_real": scores["cas_real"], "cas_n": scores["n"]}
 
 
 def sevens(folder: Path, args: argparse.Namespace) -> float:
@@ -107,12 +110,15 @@ def conditions(args: argparse.Namespace, out: Path) -> None:
         json.dumps({"machine": common.machine(), "split": args.split, "rows": rows}, indent=2)
         + "\n"
     )
+    extra = "".join(" " + o for o in args.overrides)
+    drawn = sorted({r["cas_n"] for r in rows if "cas_n" in r})
     lines = [
-        f"The default run with `condition=<c>{''.join(' ' + o for o in args.overrides)}`, "
-        f"MNIST {args.split} split, "
+        f"The default run with `condition=<c>{extra}`, MNIST {args.split} split, "
         f"seeds {' '.join(map(str, args.seeds))}; mean ± std over the seeds of the last "
-        f"validation (1,000 fakes) and of `python -m gan.cas` (EMA G, 8,000 fakes); "
-        f"{common.machine()}; `python -m bench.conditional --recipes`.",
+        f"validation (1,000 fakes) and of `python -m gan.cas` (EMA G, "
+        f"{' or '.join(f'{n:,}' for n in drawn) or 'no'} fakes); {common.machine()}; "
+        f"`python -m bench.conditional --recipes --conditions {' '.join(args.conditions)} "
+        f"--seeds {' '.join(map(str, args.seeds))}{' --' + extra if extra else ''}`.",
         "",
         "| condition | runs ok | label accuracy | CAS | CAS of real digits | intra-FID | val/fid | seconds |",
         "|---|---|---|---|---|---|---|---|",

@@ -18,6 +18,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bench import common
 
 RECIPES = sorted(p.stem for p in (common.ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -34,6 +36,20 @@ SCORES = (
 )
 
 
+def check_reusable(folder: Path, wanted: Sequence[str]) -> None:
+    """Exit with a one-line message when the finished run in `folder` was not trained with
+    every override of `wanted` (its `.hydra/overrides.yaml`): its figures would be another
+    run's. Retraining it is the user's call (`--fresh`), not the bench's."""
+    path = folder / ".hydra" / "overrides.yaml"
+    had = set(OmegaConf.load(path)) if path.exists() else set()
+    missing = [o for o in wanted if o not in had]
+    if missing:
+        raise SystemExit(
+            f"bench: the finished run {folder} was trained without {' '.join(missing)}; "
+            f"retrain it with --fresh, or write elsewhere with --out."
+        )
+
+
 def run(
     recipe: str,
     epochs: int | None,
@@ -46,14 +62,18 @@ def run(
     the overrides that say what trains, `experiment=<recipe>` unless given (the default
     run with `condition=concat seed=1`, say, named by `recipe`)."""
     folder = runs / recipe
+    chosen = [
+        *(select if select is not None else [f"experiment={recipe}"]),
+        *([f"trainer.max_epochs={epochs}"] if epochs else []),
+    ]
     if getattr(args, "reuse", False) and common.status(folder) == "ok":
+        check_reusable(folder, [*chosen, *args.overrides, f"data.split={args.split}"])
         print(f"reusing the finished run {folder}", flush=True)
         returncode, stderr = 0, ""
     else:
         proc = common.train(
             [
-                *(select if select is not None else [f"experiment={recipe}"]),
-                *([f"trainer.max_epochs={epochs}"] if epochs else []),
+                *chosen,
                 f"hydra.run.dir={folder}",
                 "overwrite=true",  # a run not reused is redone in its folder
                 *args.overrides,

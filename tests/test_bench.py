@@ -423,7 +423,8 @@ def test_the_conditioning_study_trains_each_condition_per_seed_and_averages(
         return {"status": "ok" if ok else "diverged", "label_accuracy": accuracy, "seconds": 60.0}
 
     monkeypatch.setattr(conditional, "run", fake_run)
-    monkeypatch.setattr(conditional, "cas", lambda folder, args: {"cas": 0.9, "cas_real": 0.98})
+    scores = {"cas": 0.9, "cas_real": 0.98, "cas_n": 8000}
+    monkeypatch.setattr(conditional, "cas", lambda folder, args: scores)
     conditional.main(
         [
             "--recipes",
@@ -447,6 +448,42 @@ def test_the_conditioning_study_trains_each_condition_per_seed_and_averages(
     table = (tmp_path / "conditions.md").read_text()
     assert "| `concat` | 2 of 2 | 0.970 ± 0.014 | 0.900 ± 0.000 |" in table
     assert "| `acgan` | 1 of 2 | 0.500 |" in table
+    assert "(EMA G, 8,000 fakes)" in table  # the command that makes the table, in full:
+    assert "`python -m bench.conditional --recipes --conditions concat acgan --seeds 0 1`" in table
     assert not (tmp_path / "results.md").exists()  # --recipes with none: no recipe ran
     rows = json.loads((tmp_path / "conditions.json").read_text())["rows"]
     assert [r["seed"] for r in rows] == [0, 1, 0, 1] and "cas" not in rows[3]
+
+
+def test_a_finished_run_is_reused_only_with_the_same_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bench that reads a run trained with other settings would print another run's
+    figures; one whose CAS fails goes on without it."""
+    import argparse
+    import subprocess
+
+    recipes = importlib.import_module("bench.recipes")
+    conditional = importlib.import_module("bench.conditional")
+    folder = tmp_path / "runs" / "concat-seed0"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "result.json").write_text('{"status": "ok"}')
+    had = ["data.split=test", "condition=concat", "seed=0", "noise.dim=64"]
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in had))
+
+    def no_training(*a: object, **k: object) -> None:
+        raise AssertionError("a reusable run was retrained")
+
+    monkeypatch.setattr(common, "train", no_training)
+    select = ["condition=concat", "seed=0"]
+    args = argparse.Namespace(reuse=True, overrides=["noise.dim=64"], split="test")
+    row = recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)
+    assert row["status"] == "ok"
+    args.overrides = ["noise.dim=8"]
+    with pytest.raises(SystemExit, match=r"trained without noise.dim=8; retrain it with --fresh"):
+        recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)
+
+    failed = subprocess.CompletedProcess([], 1)
+    monkeypatch.setattr(common, "run", lambda cmd, check=True, capture=False: failed)
+    scores = conditional.cas(folder, argparse.Namespace(data_root="x"))
+    assert scores == {"cas_error": "python -m gan.cas exited with 1"}
