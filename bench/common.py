@@ -9,6 +9,8 @@
   repository root with its `gan` first on PYTHONPATH. Training into a folder that already
   holds a run is refused by gan.training.run unless the command resumes it (`ckpt_path=`) or says
   `overwrite=true`: a script that redoes a run in its own folder passes `overwrite=true`.
+  `train_or_reuse` does so, or reads a run that finished there again, only if it was
+  trained with the same settings (`check_reusable`).
 - **Reading a run**: `read_metrics` gives the rows of its `csv/metrics.csv`, `val_curve` its
   validations with the one epoch convention below, `status` how it ended.
 - **Reporting**: `machine` (the line results files give the machine by), `mean_std` and
@@ -38,6 +40,8 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 RESULTS = ROOT / "bench" / "results"  # bench/results/<name>/: what each script writes
@@ -128,6 +132,63 @@ def train(
     """`run(train_command(...))`."""
     cmd = train_command(overrides, data_root=data_root, split=split, sweep=sweep)
     return run(cmd, check=check, capture=capture)
+
+
+def settings(overrides: Iterable[str]) -> dict[str, str]:
+    """Hydra overrides as key -> value, the last of a repeated key winning (as in Hydra);
+    `hydra.*` (the run's folder: not the run's settings) and `overwrite` left out."""
+    pairs = (str(o).partition("=") for o in overrides)
+    return {k: v for k, _, v in pairs if not k.startswith("hydra.") and k != "overwrite"}
+
+
+def check_reusable(
+    folder: Path, overrides: Sequence[str], *, data_root: str | Path, split: str
+) -> None:
+    """Exit with one line when the finished run in `folder` was trained with other settings
+    than `train_command(overrides, ...)` gives (its `.hydra/overrides.yaml`, as typed): a
+    setting missing, added or changed would make its figures another run's. Retraining it
+    is the user's call (`--fresh`), not the bench's."""
+    path = Path(folder) / ".hydra" / "overrides.yaml"
+    had = settings((yaml.safe_load(path.read_text()) or []) if path.exists() else [])
+    want = settings(train_command(overrides, data_root=data_root, split=split)[3:])
+    differ = [
+        f"{k}={had.get(k, '(unset)')} (now {want.get(k, '(unset)')})"
+        for k in sorted(had.keys() | want.keys())
+        if had.get(k) != want.get(k)
+    ]
+    if differ:
+        raise SystemExit(
+            f"bench: the finished run {folder} was trained with {', '.join(differ)}; "
+            f"retrain it with --fresh, or write elsewhere with --out."
+        )
+
+
+def train_or_reuse(
+    folder: Path,
+    overrides: Sequence[str],
+    *,
+    data_root: str | Path,
+    split: str,
+    fresh: bool = False,
+    finished: Sequence[str] = ("ok",),
+    check: bool = True,
+    capture: bool = False,
+) -> subprocess.CompletedProcess[str] | None:
+    """`train(overrides)` into `folder`, or, unless `fresh`, the run that finished there
+    (its status one of `finished`) read again: None. A finished run is reused only if it
+    was trained with the same settings (`check_reusable`); one not reused is redone in its
+    folder (overwrite=true)."""
+    if not fresh and status(folder) in finished:
+        check_reusable(folder, overrides, data_root=data_root, split=split)
+        print(f"reusing the finished run {folder}", flush=True)
+        return None
+    return train(
+        [f"hydra.run.dir={folder}", "overwrite=true", *overrides],
+        data_root=data_root,
+        split=split,
+        check=check,
+        capture=capture,
+    )
 
 
 # ---- reading a run -----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from bench import common
-from bench.recipes import run  # the recipes' runner, not a copy of it
+from bench.recipes import overrides, run  # the recipes' runner, not a copy of it
 
 RECIPES = ("cgan_mnist", "acgan_mnist", "stacked_mnist")
 CONDITIONAL = ("cgan_mnist", "acgan_mnist")  # class-conditional: they get a CAS
@@ -52,7 +52,8 @@ def cas(folder: Path, args: argparse.Namespace) -> dict[str, float | int | str]:
     if proc.returncode != 0:
         return {"cas_error": f"python -m gan.cas exited with {proc.returncode}"}
     scores = json.loads((folder / "cas.json").read_text())
-    return {"cas": scores["cas"], "cas_real": scores["cas_real"], "cas_n": scores["n"]}
+    keep = {"cas": "cas", "cas_real": "cas_real", "cas_n": "n", "cas_ema": "ema"}
+    return {key: scores[theirs] for key, theirs in keep.items()}
 
 
 def sevens(folder: Path, args: argparse.Namespace) -> float:
@@ -97,26 +98,40 @@ def main(argv: list[str] | None = None) -> None:
 
 def conditions(args: argparse.Namespace, out: Path) -> None:
     """The default run with each of `args.conditions`, per seed; the table of their means."""
+    plan = {f"{c}-seed{s}": (c, s) for c in args.conditions for s in args.seeds}
+    for name, (c, seed) in plan.items():  # a run that cannot be reused stops it before any trains
+        folder = out / "runs" / name
+        if args.reuse and common.status(folder) == "ok":
+            select = [f"condition={c}", f"seed={seed}"]
+            common.check_reusable(
+                folder,
+                overrides(name, None, args, select),
+                data_root=args.data_root,
+                split=args.split,
+            )
     rows = []
-    for c in args.conditions:
-        for seed in args.seeds:
-            name = f"{c}-seed{seed}"
-            row = run(name, None, args, out / "runs", select=[f"condition={c}", f"seed={seed}"])
-            row |= {"condition": c, "seed": seed}
-            if row.get("status") == "ok":
-                row |= cas(out / "runs" / name, args)
-            rows.append(row)
+    for name, (c, seed) in plan.items():
+        row = run(name, None, args, out / "runs", select=[f"condition={c}", f"seed={seed}"])
+        row |= {"condition": c, "seed": seed}
+        if row.get("status") == "ok":
+            row |= cas(out / "runs" / name, args)
+        rows.append(row)
     (out / "conditions.json").write_text(
         json.dumps({"machine": common.machine(), "split": args.split, "rows": rows}, indent=2)
         + "\n"
     )
     extra = "".join(" " + o for o in args.overrides)
-    drawn = sorted({r["cas_n"] for r in rows if "cas_n" in r})
+    drawn = " or ".join(f"{n:,}" for n in sorted({r["cas_n"] for r in rows if "cas_n" in r}))
+    weights = " or ".join(
+        sorted({"EMA G" if r["cas_ema"] else "G" for r in rows if "cas_ema" in r})
+    )
+    scored = f"{drawn} fakes of the {weights}" if drawn else "no CAS"
     lines = [
         f"The default run with `condition=<c>{extra}`, MNIST {args.split} split, "
         f"seeds {' '.join(map(str, args.seeds))}; mean ± std over the seeds of the last "
-        f"validation (1,000 fakes) and of `python -m gan.cas` (EMA G, "
-        f"{' or '.join(f'{n:,}' for n in drawn) or 'no'} fakes); {common.machine()}; "
+        f"validation and of `python -m gan.cas` ("
+        f"{scored}); "
+        f"{common.machine()}; "
         f"`python -m bench.conditional --recipes --conditions {' '.join(args.conditions)} "
         f"--seeds {' '.join(map(str, args.seeds))}{' --' + extra if extra else ''}`.",
         "",
@@ -134,6 +149,9 @@ def conditions(args: argparse.Namespace, out: Path) -> None:
             f"{ms('cas', '.3f')} | {ms('cas_real', '.3f')} | {ms('intra_fid', '.1f')} | "
             f"{ms('fid', '.1f')} | {ms('seconds', '.0f')} |"
         )
+    failed = [f"{r['recipe']} ({r['cas_error']})" for r in rows if "cas_error" in r]
+    if failed:
+        lines += ["", f"CAS failed for {', '.join(failed)}: left out of its mean."]
     (out / "conditions.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

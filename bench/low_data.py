@@ -49,25 +49,24 @@ def run_cell(limit: str, method: str, seed: int, args: argparse.Namespace) -> fl
     before (and not `--fresh`)."""
     folder = Path(args.out) / "runs" / f"{limit}_{method}" / str(seed)
     iterations = args.steps // PER_ITERATION
-    if args.fresh or common.status(folder) != "ok":
-        common.train(
-            [
-                f"hydra.run.dir={folder}",
-                "overwrite=true",  # an unfinished (or --fresh) run is redone in its folder
-                f"seed={seed}",
-                *([] if limit == "all" else [f"data.limit={limit}"]),
-                f"trainer.max_steps={iterations * PER_ITERATION}",
-                "trainer.max_epochs=-1",  # the budget is max_steps alone
-                # one validation, at the budget's end: a 100-image epoch is 3 iterations
-                "trainer.check_val_every_n_epoch=null",
-                f"trainer.val_check_interval={iterations}",
-                "callbacks=none",  # no per-epoch grids or checkpoints: tiny epochs stay cheap
-                *METHODS[method],
-            ],
-            data_root=args.data_root,
-            split=args.split,
-            check=False,  # a failed cell is reported as such; the others go on
-        )
+    common.train_or_reuse(
+        folder,
+        [
+            f"seed={seed}",
+            *([] if limit == "all" else [f"data.limit={limit}"]),
+            f"trainer.max_steps={iterations * PER_ITERATION}",
+            "trainer.max_epochs=-1",  # the budget is max_steps alone
+            # one validation, at the budget's end: a 100-image epoch is 3 iterations
+            "trainer.check_val_every_n_epoch=null",
+            f"trainer.val_check_interval={iterations}",
+            "callbacks=none",  # no per-epoch grids or checkpoints: tiny epochs stay cheap
+            *METHODS[method],
+        ],
+        data_root=args.data_root,
+        split=args.split,
+        fresh=args.fresh,
+        check=False,  # a failed cell is reported as such; the others go on
+    )
     if common.status(folder) != "ok":
         return None
     return common.last_values(common.val_curve(folder)).get("fid")

@@ -108,19 +108,19 @@ def train_ours(args: Any, out: Path) -> Path:
     """The default run (`python -m gan.train`) for `--epochs`; its last.ckpt (reused)."""
     run = out / "runs" / "default"
     # metrics.enabled=false: a finished run's status is "no-metric" (no val/fid to rank by)
-    if args.fresh or common.status(run) not in ("ok", "no-metric"):
-        common.train(
-            [
-                f"seed={args.seed}",
-                f"trainer.max_epochs={args.epochs}",
-                f"hydra.run.dir={run}",
-                "overwrite=true",
-                "metrics.enabled=false",  # no scores are needed here: a busy CPU saves minutes
-                *args.overrides,
-            ],
-            data_root=args.data_root,
-            split=args.split,
-        )
+    common.train_or_reuse(
+        run,
+        [
+            f"seed={args.seed}",
+            f"trainer.max_epochs={args.epochs}",
+            "metrics.enabled=false",  # no scores are needed here: a busy CPU saves minutes
+            *args.overrides,
+        ],
+        data_root=args.data_root,
+        split=args.split,
+        fresh=args.fresh,
+        finished=("ok", "no-metric"),
+    )
     return run / "checkpoints" / "last.ckpt"
 
 

@@ -18,8 +18,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from bench import common
 
 RECIPES = sorted(p.stem for p in (common.ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -36,18 +34,15 @@ SCORES = (
 )
 
 
-def check_reusable(folder: Path, wanted: Sequence[str]) -> None:
-    """Exit with a one-line message when the finished run in `folder` was not trained with
-    every override of `wanted` (its `.hydra/overrides.yaml`): its figures would be another
-    run's. Retraining it is the user's call (`--fresh`), not the bench's."""
-    path = folder / ".hydra" / "overrides.yaml"
-    had = set(OmegaConf.load(path)) if path.exists() else set()
-    missing = [o for o in wanted if o not in had]
-    if missing:
-        raise SystemExit(
-            f"bench: the finished run {folder} was trained without {' '.join(missing)}; "
-            f"retrain it with --fresh, or write elsewhere with --out."
-        )
+def overrides(
+    recipe: str, epochs: int | None, args: argparse.Namespace, select: Sequence[str] | None = None
+) -> list[str]:
+    """What `run` trains: `select` (else `experiment=<recipe>`), `epochs`, the user's."""
+    return [
+        *(select if select is not None else [f"experiment={recipe}"]),
+        *([f"trainer.max_epochs={epochs}"] if epochs else []),
+        *args.overrides,
+    ]
 
 
 def run(
@@ -62,28 +57,16 @@ def run(
     the overrides that say what trains, `experiment=<recipe>` unless given (the default
     run with `condition=concat seed=1`, say, named by `recipe`)."""
     folder = runs / recipe
-    chosen = [
-        *(select if select is not None else [f"experiment={recipe}"]),
-        *([f"trainer.max_epochs={epochs}"] if epochs else []),
-    ]
-    if getattr(args, "reuse", False) and common.status(folder) == "ok":
-        check_reusable(folder, [*chosen, *args.overrides, f"data.split={args.split}"])
-        print(f"reusing the finished run {folder}", flush=True)
-        returncode, stderr = 0, ""
-    else:
-        proc = common.train(
-            [
-                *chosen,
-                f"hydra.run.dir={folder}",
-                "overwrite=true",  # a run not reused is redone in its folder
-                *args.overrides,
-            ],
-            data_root=args.data_root,
-            split=args.split,
-            check=False,
-            capture=True,
-        )
-        returncode, stderr = proc.returncode, proc.stderr
+    proc = common.train_or_reuse(
+        folder,
+        overrides(recipe, epochs, args, select),
+        data_root=args.data_root,
+        split=args.split,
+        fresh=not getattr(args, "reuse", False),
+        check=False,
+        capture=True,
+    )
+    returncode, stderr = (0, "") if proc is None else (proc.returncode, proc.stderr)
     result = (
         json.loads((folder / "result.json").read_text())
         if (folder / "result.json").exists()

@@ -49,18 +49,18 @@ SCORES = ("precision", "recall", "density", "prdc_coverage", "fid", "coverage")
 def train_default(args: Any, out: Path) -> Path:
     """The default run for `--epochs` with `--seed`; its last.ckpt (a finished run is reused)."""
     run = out / "runs" / "default"
-    if args.fresh or common.status(run) not in ("ok", "no-metric"):
-        common.train(
-            [
-                f"seed={args.seed}",
-                f"trainer.max_epochs={args.epochs}",
-                f"hydra.run.dir={run}",
-                "overwrite=true",
-                "metrics.enabled=false",  # scored below, at every ψ: a busy CPU saves minutes
-            ],
-            data_root=args.data_root,
-            split=args.split,
-        )
+    common.train_or_reuse(
+        run,
+        [
+            f"seed={args.seed}",
+            f"trainer.max_epochs={args.epochs}",
+            "metrics.enabled=false",  # scored below, at every ψ: a busy CPU saves minutes
+        ],
+        data_root=args.data_root,
+        split=args.split,
+        fresh=args.fresh,
+        finished=("ok", "no-metric"),
+    )
     return run / "checkpoints" / "last.ckpt"
 
 

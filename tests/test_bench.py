@@ -420,24 +420,19 @@ def test_the_conditioning_study_trains_each_condition_per_seed_and_averages(
         trained.append((name, list(select)))
         ok = name != "acgan-seed1"  # one failed seed: left out of the means, counted
         accuracy = {"concat-seed0": 0.98, "concat-seed1": 0.96}.get(name, 0.5)
-        return {"status": "ok" if ok else "diverged", "label_accuracy": accuracy, "seconds": 60.0}
+        status = "ok" if ok else "diverged"
+        return {"recipe": name, "status": status, "label_accuracy": accuracy, "seconds": 60.0}
 
     monkeypatch.setattr(conditional, "run", fake_run)
-    scores = {"cas": 0.9, "cas_real": 0.98, "cas_n": 8000}
-    monkeypatch.setattr(conditional, "cas", lambda folder, args: scores)
-    conditional.main(
-        [
-            "--recipes",
-            "--conditions",
-            "concat",
-            "acgan",
-            "--seeds",
-            "0",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+
+    def fake_cas(folder: Path, args: object) -> dict:
+        if folder.name == "acgan-seed0":  # its CAS failed: the study goes on, and says so
+            return {"cas_error": "python -m gan.cas exited with 1"}
+        return {"cas": 0.9, "cas_real": 0.98, "cas_n": 8000, "cas_ema": True}
+
+    monkeypatch.setattr(conditional, "cas", fake_cas)
+    args = ["--recipes", "--conditions", "concat", "acgan", "--seeds", "0", "1"]
+    conditional.main([*args, "--out", str(tmp_path), "--", "noise.dim=64"])
     assert trained[0] == ("concat-seed0", ["condition=concat", "seed=0"])
     assert [name for name, _ in trained] == [
         "concat-seed0",
@@ -447,19 +442,25 @@ def test_the_conditioning_study_trains_each_condition_per_seed_and_averages(
     ]
     table = (tmp_path / "conditions.md").read_text()
     assert "| `concat` | 2 of 2 | 0.970 ± 0.014 | 0.900 ± 0.000 |" in table
-    assert "| `acgan` | 1 of 2 | 0.500 |" in table
-    assert "(EMA G, 8,000 fakes)" in table  # the command that makes the table, in full:
-    assert "`python -m bench.conditional --recipes --conditions concat acgan --seeds 0 1`" in table
+    assert "| `acgan` | 1 of 2 | 0.500 | — |" in table
+    assert "CAS failed for acgan-seed0 (python -m gan.cas exited with 1)" in table
+    assert "The default run with `condition=<c> noise.dim=64`" in table
+    assert "(8,000 fakes of the EMA G)" in table  # and the command that makes it, in full:
+    assert (
+        "`python -m bench.conditional --recipes --conditions concat acgan --seeds 0 1 -- noise.dim=64`"
+        in table
+    )
     assert not (tmp_path / "results.md").exists()  # --recipes with none: no recipe ran
     rows = json.loads((tmp_path / "conditions.json").read_text())["rows"]
     assert [r["seed"] for r in rows] == [0, 1, 0, 1] and "cas" not in rows[3]
+    assert rows[2]["cas_error"] == "python -m gan.cas exited with 1"
 
 
-def test_a_finished_run_is_reused_only_with_the_same_overrides(
+def test_a_finished_run_is_reused_only_with_the_same_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bench that reads a run trained with other settings would print another run's
-    figures; one whose CAS fails goes on without it."""
+    figures: a setting missing, added or changed stops it; one whose CAS fails goes on."""
     import argparse
     import subprocess
 
@@ -468,22 +469,40 @@ def test_a_finished_run_is_reused_only_with_the_same_overrides(
     folder = tmp_path / "runs" / "concat-seed0"
     (folder / ".hydra").mkdir(parents=True)
     (folder / "result.json").write_text('{"status": "ok"}')
-    had = ["data.split=test", "condition=concat", "seed=0", "noise.dim=64"]
-    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in had))
+    select = ["condition=concat", "seed=0"]
+    # what Hydra kept of the run's command line, as typed (hydra.run.dir is not among them)
+    typed = common.train_command(
+        [*select, "overwrite=true", "noise.dim=64"], data_root="d", split="test"
+    )
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in typed[3:]))
 
     def no_training(*a: object, **k: object) -> None:
         raise AssertionError("a reusable run was retrained")
 
     monkeypatch.setattr(common, "train", no_training)
-    select = ["condition=concat", "seed=0"]
-    args = argparse.Namespace(reuse=True, overrides=["noise.dim=64"], split="test")
-    row = recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)
-    assert row["status"] == "ok"
-    args.overrides = ["noise.dim=8"]
-    with pytest.raises(SystemExit, match=r"trained without noise.dim=8; retrain it with --fresh"):
-        recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)
+    args = argparse.Namespace(reuse=True, overrides=["noise.dim=64"], split="test", data_root="d")
+    assert (
+        recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)["status"] == "ok"
+    )
+    for overrides, why in (
+        (["noise.dim=8"], r"noise.dim=64 \(now 8\)"),  # changed
+        ([], r"noise.dim=64 \(now \(unset\)\)"),  # the run had one more
+        (["noise.dim=64", "loss=bce"], r"loss=\(unset\) \(now bce\)"),  # one less
+        (["noise.dim=64", "noise.dim=8"], r"noise.dim=64 \(now 8\)"),  # the last one wins
+    ):
+        args.overrides = overrides
+        with pytest.raises(SystemExit, match=why + "; retrain it with --fresh"):
+            recipes.run("concat-seed0", None, args, tmp_path / "runs", select=select)
+    # the study checks every run it would reuse before it trains any
+    args = ["--recipes", "--conditions", "concat", "--seeds", "1", "0", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="noise.dim=64 \\(now \\(unset\\)\\)"):
+        conditional.main([*args, "--data-root", "d", "--split", "test"])
 
-    failed = subprocess.CompletedProcess([], 1)
-    monkeypatch.setattr(common, "run", lambda cmd, check=True, capture=False: failed)
-    scores = conditional.cas(folder, argparse.Namespace(data_root="x"))
+    def failing(cmd: list[str], check: bool = True, capture: bool = False) -> object:
+        if check:
+            raise subprocess.CalledProcessError(1, cmd)
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(common, "run", failing)
+    scores = conditional.cas(folder, argparse.Namespace(data_root="d"))
     assert scores == {"cas_error": "python -m gan.cas exited with 1"}

@@ -236,8 +236,18 @@ def test_a_d_without_the_twin_head_is_a_clear_error_under_tacgan() -> None:
     labels = torch.tensor([0, 1])
     draw = dict(sample_labels=lambda n: labels[:n], aux_weight=1.0)
     step = GanStep(LOSSES["hinge"], smoothing, torch.randn, **draw, twin=True)
-    with pytest.raises(GanError, match=r"D returned 1 class head\(s\).*tacgan needs 2"):
+    with pytest.raises(
+        GanError, match=r"returned 2 outputs.*tacgan needs \(logits, classifier, twin\)"
+    ):
         step.score(OneHead(), torch.randn(2, 1, 2, 2), labels)
+
+    class NoHeads(torch.nn.Module):  # ignores aux=: its (B,) logits must not pass for heads
+        def forward(self, x: torch.Tensor, labels: torch.Tensor, aux: bool = False) -> Any:
+            return x.flatten(1).sum(1)
+
     acgan = GanStep(LOSSES["hinge"], smoothing, torch.randn, **draw)
+    for s, batch in ((acgan, 2), (step, 3), (acgan, 64)):  # 2, 3: would unpack along B
+        with pytest.raises(GanError, match="returned Tensor"):
+            s.score(NoHeads(), torch.randn(batch, 1, 2, 2), labels.repeat(32)[:batch])
     logits, heads = acgan.score(OneHead(), torch.randn(2, 1, 2, 2), labels)
     assert logits.shape == (2,) and heads is not None and len(heads) == 1

@@ -165,14 +165,15 @@ class GanStep:
         if self.sample_labels is None:
             return d(x), None
         if self.aux_weight:
-            logits, *heads = d(x, labels, aux=True)
-            if len(heads) != 1 + self.twin:  # a custom D without tacgan's twin head, say
-                raise GanError(
-                    f"D returned {len(heads)} class head(s) with aux=True, but condition="
-                    f"{'tacgan' if self.twin else 'acgan'} needs {1 + self.twin}: D(x, y, "
-                    f"aux=True) must return (logits, classifier{', twin' if self.twin else ''})."
+            out = d(x, labels, aux=True)
+            want = "(logits, classifier, twin)" if self.twin else "(logits, classifier)"
+            if not isinstance(out, tuple | list) or len(out) != 2 + self.twin:
+                got = f"{len(out)} outputs" if isinstance(out, tuple | list) else type(out).__name__
+                raise GanError(  # a custom D that ignores aux=, or lacks tacgan's twin head
+                    f"D(x, labels, aux=True) returned {got}, but condition="
+                    f"{'tacgan' if self.twin else 'acgan'} needs {want}."
                 )
-            return logits, tuple(heads)
+            return out[0], tuple(out[1:])
         return d(x, labels), None
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:

@@ -168,9 +168,9 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(cond.aux_weight >= 0, "condition.aux_weight", cond.aux_weight, ">= 0")
     if cond.name in CLASS_HEADS and cond.aux_weight == 0:  # the class heads are its conditioning
         raise GanError(
-            f"condition={cond.name} with condition.aux_weight=0 never trains D's class head, so "
-            f"nothing ties G's digits to their labels. Use condition.aux_weight > 0 (1.0 by "
-            f"default), or another condition."
+            f"condition={cond.name} with condition.aux_weight=0 never trains D's class heads, "
+            f"so nothing ties G's digits to their labels. Use condition.aux_weight > 0, or "
+            f"another condition."
         )
     if cond.name != "none" and cond.num_classes < 2:
         raise GanError(
