@@ -98,20 +98,19 @@ def main(argv: list[str] | None = None) -> None:
 
 def conditions(args: argparse.Namespace, out: Path) -> None:
     """The default run with each of `args.conditions`, per seed; the table of their means."""
-    plan = {f"{c}-seed{s}": (c, s) for c in args.conditions for s in args.seeds}
-    for name, (c, seed) in plan.items():  # a run that cannot be reused stops it before any trains
+    plan = {
+        f"{c}-seed{seed}": (c, seed, [f"condition={c}", f"seed={seed}"])
+        for c in args.conditions
+        for seed in args.seeds
+    }
+    for name, (_, _, select) in plan.items():  # one run not reusable stops it before any trains
         folder = out / "runs" / name
         if args.reuse and common.status(folder) == "ok":
-            select = [f"condition={c}", f"seed={seed}"]
-            common.check_reusable(
-                folder,
-                overrides(name, None, args, select),
-                data_root=args.data_root,
-                split=args.split,
-            )
+            settings = overrides(name, None, args, select)
+            common.check_reusable(folder, settings, data_root=args.data_root, split=args.split)
     rows = []
-    for name, (c, seed) in plan.items():
-        row = run(name, None, args, out / "runs", select=[f"condition={c}", f"seed={seed}"])
+    for name, (c, seed, select) in plan.items():
+        row = run(name, None, args, out / "runs", select=select)
         row |= {"condition": c, "seed": seed}
         if row.get("status") == "ok":
             row |= cas(out / "runs" / name, args)
@@ -129,9 +128,7 @@ def conditions(args: argparse.Namespace, out: Path) -> None:
     lines = [
         f"The default run with `condition=<c>{extra}`, MNIST {args.split} split, "
         f"seeds {' '.join(map(str, args.seeds))}; mean ± std over the seeds of the last "
-        f"validation and of `python -m gan.cas` ("
-        f"{scored}); "
-        f"{common.machine()}; "
+        f"validation and of `python -m gan.cas` ({scored}); {common.machine()}; "
         f"`python -m bench.conditional --recipes --conditions {' '.join(args.conditions)} "
         f"--seeds {' '.join(map(str, args.seeds))}{' --' + extra if extra else ''}`.",
         "",
