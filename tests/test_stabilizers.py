@@ -376,6 +376,56 @@ def test_topk_config_is_checked_and_reaches_the_module_step(make_cfg: MakeCfg) -
             validate(make_cfg(f"stabilize.topk={bad}"))
 
 
+# ---- packing (PacGAN) --------------------------------------------------------------------
+
+
+class PackCritic(nn.Module):
+    """D of packed 1x1 images: keeps what it sees, scores the channels' sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x.detach().clone())
+        return self.w * x.flatten(1).sum(1)  # (B,)
+
+
+def test_pack_scores_each_run_of_k_images_as_one_in_both_updates() -> None:
+    d = PackCritic()
+    real = torch.arange(6.0).view(6, 1, 1, 1)  # images 0..5
+    fakes = nn.Parameter(-torch.arange(1.0, 7.0).view(6, 1, 1, 1))  # images -1..-6
+    record = Record()
+    GanStep(LOSSES["bce"], SMOOTHING, lambda n: torch.zeros(n, 3), pack=3)(
+        lambda z: fakes + 0 * z.sum(), d, real, record
+    )
+    real_seen, fake_seen, g_seen = d.seen
+    # (6, 1, 1, 1) -> (2, 3, 1, 1): images 0, 1, 2 are the first pack's three channels
+    assert real_seen.shape == (2, 3, 1, 1)
+    assert real_seen.flatten(1).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert fake_seen.flatten(1).tolist() == [[-1, -2, -3], [-4, -5, -6]]
+    assert torch.equal(g_seen, fake_seen)
+    # one logit, one target, per pack: D's loss is BCE on the packs' sums
+    packs_real, packs_fake = torch.tensor([3.0, 12.0]), torch.tensor([-6.0, -15.0])
+    want = LOSSES["bce"].d(packs_real, packs_fake, (torch.ones(2), torch.zeros(2)))
+    assert record.losses["d"][0].item() == pytest.approx(want.item())
+
+
+def test_pack_builds_d_for_k_times_the_channels_and_is_checked(make_cfg: MakeCfg) -> None:
+    module = GAN.from_config(make_cfg("model=dcgan", "stabilize.pack=2"))
+    assert module.gan_step.pack == 2
+    assert module.discriminator.net[0].in_channels == 2  # two 1-channel images
+    assert module.generator(module.sample_z(4)).shape == (4, 1, 28, 28)
+    for bad, problem in (
+        (["stabilize.pack=0"], "stabilize.pack"),
+        (["stabilize.pack=3", "data.batch_size=32"], "multiple"),
+        (["stabilize.pack=2", "condition=projection"], "condition=none"),
+    ):
+        with pytest.raises(GanError, match=problem):
+            validate(make_cfg(*bad))
+
+
 # ---- EMA ---------------------------------------------------------------------------------
 
 
@@ -430,6 +480,7 @@ FLAGS = {
     "ema": ["ema.enabled=true"],
     "topk": ["stabilize.topk=0.5"],
     "ada": ["stabilize.ada=true", "stabilize.ada_p0=0.5"],
+    "pack-r1": ["stabilize.pack=2", "stabilize.r1=1"],
     "all-conditional-d2g1": [
         "loss=rpgan",
         "stabilize.spectral_norm=true",

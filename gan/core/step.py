@@ -72,7 +72,8 @@ class GanStep:
     `r1`/`r2` add gamma/2 E||grad D||^2 on the (augmented) reals/fakes to D's loss, every
     `reg_every`-th D update, scaled by `reg_every`. `d_updates` counts D updates for that
     schedule; checkpoints keep it. `topk` < 1 (top-k training): G's loss averages over only
-    that share of its fakes, those D scores highest.
+    that share of its fakes, those D scores highest. `pack` > 1 (PacGAN): D scores each
+    run of `pack` images as one (see `view`).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class GanStep:
         reg_every: int = 1,
         topk: float = 1.0,
         twin: bool = False,
+        pack: int = 1,
     ) -> None:
         self.loss = loss
         self.smoothing = smoothing  # LabelSmoothingConfig: real, fake, noise, flip_prob
@@ -106,6 +108,7 @@ class GanStep:
         self.ada = augment if isinstance(augment, AdaptiveAugment) else None
         self.r1, self.r2, self.reg_every = r1, r2, reg_every
         self.topk = topk
+        self.pack = pack
         self.d_updates = 0
 
     @classmethod
@@ -146,6 +149,7 @@ class GanStep:
             r2=st.r2,
             reg_every=st.reg_every,
             topk=st.topk,
+            pack=st.pack,
         )
 
     def fakes(self, g: nn.Module, n: int) -> Fakes:
@@ -178,9 +182,21 @@ class GanStep:
 
     def view(self, x: Tensor, penalized: bool = False) -> Tensor:
         """The images as D sees them: augmented (a fresh draw) when DiffAugment or ADA is
-        on; with `penalized`, a leaf that requires grad, for R1/R2."""
+        on, then packed when `pack` > 1; with `penalized`, a leaf that requires grad, for R1/R2.
+
+        Packing (PacGAN) stacks each run of `pack` consecutive images along the channels:
+        (B, C, H, W) -> (B / pack, pack * C, H, W), so D gives one logit per pack.
+        """
         if self.augment is not None:
             x = self.augment(x)
+        if self.pack > 1:
+            b, c, h, w = x.shape
+            if b % self.pack:
+                raise GanError(
+                    f"stabilize.pack={self.pack} needs batches of a multiple of {self.pack} "
+                    f"images, got {b}: set data.batch_size to a multiple of {self.pack}."
+                )
+            x = x.reshape(b // self.pack, self.pack * c, h, w)  # (B / pack, pack * C, H, W)
         return x.detach().requires_grad_(True) if penalized else x
 
     def d_update(
@@ -207,7 +223,10 @@ class GanStep:
             real_in, fake_in = self.view(real, r1 > 0), self.view(fake, r2 > 0)
             real_logits, real_aux = self.score(d, real_in, labels)  # (B,), (B, K) or None
             fake_logits, fake_aux = self.score(d, fake_in, fake_labels)
-            targets = make_targets(self.smoothing, n, real.device, real_logits.dtype)
+            # one target per logit: n, or n / pack when packed
+            targets = make_targets(
+                self.smoothing, real_logits.size(0), real.device, real_logits.dtype
+            )
             loss = self.loss.d(real_logits, fake_logits, targets)
             if self.loss.penalty is not None:
                 critic = d if labels is None else (lambda x: self.score(d, x, labels)[0])

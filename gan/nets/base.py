@@ -191,7 +191,9 @@ def build_nets(cfg: Any, trust_code: bool = False) -> tuple[BaseGenerator, BaseD
             "embed_dim": cfg.condition.embed_dim,
         }
     generator = build_net(cfg.model.generator, "generator", kwargs, trust_code)
-    discriminator = build_net(cfg.model.discriminator, "discriminator", kwargs, trust_code)
+    pack = cfg.stabilize.pack  # PacGAN: D eats `pack` images stacked along the channels
+    d_kwargs = kwargs | ({"channels": cfg.model.channels * pack} if pack > 1 else {})
+    discriminator = build_net(cfg.model.discriminator, "discriminator", d_kwargs, trust_code)
     check_nets(cfg.model, generator, discriminator)
     if cfg.stabilize.spectral_norm:
         spectral_normalize(discriminator)

@@ -157,6 +157,10 @@ class StabilizeConfig:
     # p cross in ~1/9 of it (~310 D updates at batch 32), a fast enough reaction to a small
     # data.limit within a short budget, and still many adjustments (78) per crossing.
     ada_kimg: float = 10.0
+    # PacGAN (Lin et al. 2018): D scores `pack` images at a time, stacked along the channels
+    # (its first layer takes pack * channels), so it sees a batch's variety and can punish a
+    # G that repeats itself. Unconditional runs only; data.batch_size must be a multiple.
+    pack: int = 1
 
 
 @dataclass

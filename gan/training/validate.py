@@ -137,6 +137,19 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _check(0 < st.ada_target < 1, "stabilize.ada_target", st.ada_target, "within (0, 1)")
     _check(st.ada_interval >= 1, "stabilize.ada_interval", st.ada_interval, ">= 1")
     _check(st.ada_kimg > 0, "stabilize.ada_kimg", st.ada_kimg, "> 0")
+    _check(st.pack >= 1, "stabilize.pack", st.pack, ">= 1 (1 turns it off)")
+    if st.pack > 1 and c.condition.name != "none":
+        raise GanError(
+            f"stabilize.pack={st.pack} scores {st.pack} images as one, but condition="
+            f"{c.condition.name} gives D one label per image. Use condition=none, or "
+            f"stabilize.pack=1."
+        )
+    if c.data.batch_size % st.pack:
+        fit = c.data.batch_size // st.pack * st.pack or st.pack  # the nearest multiple below
+        raise GanError(
+            f"stabilize.pack={st.pack} needs data.batch_size to be a multiple of it (got "
+            f"{c.data.batch_size}): set data.batch_size={fit}."
+        )
     _check(c.guard.check_every_n >= 0, "guard.check_every_n", c.guard.check_every_n, ">= 0")
     _check(
         c.guard.on_nonfinite in ("stop", "rollback"),
