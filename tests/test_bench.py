@@ -392,7 +392,7 @@ def test_status_and_mean_std(tmp_path: Path) -> None:
 def test_bench_holds_scripts_and_results_only() -> None:
     folders = {p.name for p in (ROOT / "bench").iterdir() if p.is_dir()} - {"__pycache__"}
     assert folders == {"results"}, "results go to bench/results/<name>/"
-    assert len(SCRIPTS) == 11
+    assert len(SCRIPTS) == 12
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -506,3 +506,51 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(
     monkeypatch.setattr(common, "run", failing)
     scores = conditional.cas(folder, argparse.Namespace(data_root="d"))
     assert scores == {"cas_error": "python -m gan.cas exited with 1"}
+
+
+def test_the_stacked_bench_reports_each_seed_and_the_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stacked = importlib.import_module("bench.stacked")
+    trained: list[list[str]] = []
+    scores = {0: (1000, 0.05, 900.0), 1: (996, 0.09, 1000.0), 2: None}  # seed 2 fails
+
+    def fake_train(overrides: list[str], **kwargs: object) -> None:
+        trained.append(list(overrides))
+        folder = Path(overrides[0].partition("=")[2])
+        seed = int(folder.name)
+        (folder / "csv").mkdir(parents=True)
+        (folder / "result.json").write_text(
+            json.dumps({"status": "failed" if scores[seed] is None else "ok"})
+        )
+        modes, kl, seconds = scores[seed] or (0, 0, 0)
+        (folder / "csv" / "metrics.csv").write_text(
+            "epoch,step,train/d_loss,val/modes,val/kl,val/fid,val/elapsed_s\n"
+            "0,10,0.5,,,,\n"
+            f"11,20,,{modes},{kl},300.0,{seconds}\n"
+        )
+
+    monkeypatch.setattr(common, "train", fake_train)
+    stacked.main(["--out", str(tmp_path), "--", "trainer.max_epochs=12"])
+    assert trained[0][2:] == ["experiment=stacked_mnist", "seed=0", "trainer.max_epochs=12"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| 0 | 1000 | 0.050 | 300.0 | 12 | 900 |" in table
+    assert "| 2 | failed | | | | |" in table
+    assert "| mean ± std | 998.0 ± 2.8 | 0.070 ± 0.028 |" in table
+    assert "modes >= 995 (met), KL <= 0.1 (met), every seed within 30 minutes (met)" in table
+    assert "`python -m bench.stacked -- trainer.max_epochs=12`" in table
+    # a finished run is read again, not retrained; with other settings the bench stops
+    for seed in (0, 1):
+        overrides = common.train_command(
+            ["experiment=stacked_mnist", f"seed={seed}", "trainer.max_epochs=12"],
+            data_root=common.DATA_ROOT,
+            split="test",
+        )[3:]
+        hydra = tmp_path / "runs" / str(seed) / ".hydra"
+        hydra.mkdir()
+        (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    trained.clear()
+    stacked.main(["--out", str(tmp_path), "--seeds", "0", "1", "--", "trainer.max_epochs=12"])
+    assert trained == []
+    with pytest.raises(SystemExit, match=r"trainer.max_epochs=12 \(now 20\)"):
+        stacked.main(["--out", str(tmp_path), "--seeds", "0", "--", "trainer.max_epochs=20"])

@@ -1,0 +1,128 @@
+"""Stacked MNIST at the papers' level: the `stacked_mnist` recipe, 3 seeds, against the
+targets of at least 995 of the 1,000 modes and a KL of at most 0.1 (mean of the seeds),
+within 30 minutes a seed.
+
+    python -m bench.stacked                      # seeds 0, 1, 2: the recipe's own budget
+    python -m bench.stacked --seeds 0 -- trainer.max_epochs=2    # a check; extra overrides last
+
+Each seed is `python -m gan.train experiment=stacked_mnist seed=<s> <overrides>` on the MNIST
+test split (../shared/mnist), into `<out>/runs/<s>/` (a finished run is read again, when it
+was trained with the same settings, unless `--fresh`). Its scores are those of its last
+validation: `val/modes` (modes holding at least one of the recipe's `metrics.num_samples`
+fakes, of 1,000) and `val/kl` (KL of their mode histogram to uniform, in nats), each channel
+read by the project's MNIST classifier (gan.metrics.stacked); `seconds` is the run's training
+wall time with its validations. Writes `<out>/results.json` and `<out>/results.md`
+(`--out`: default bench/results/stacked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from bench import common
+
+RECIPE = "experiment=stacked_mnist"
+MODES, KL, SECONDS = 995, 0.1, 30 * 60  # the targets: modes >= 995, KL <= 0.1, <= 30 min
+
+
+def run_seed(seed: int, overrides: list[str], args: argparse.Namespace) -> dict[str, float] | None:
+    """The seed's last scores (modes, kl, fid, seconds, epoch), trained first unless it
+    finished before; None when the run failed."""
+    folder = Path(args.out) / "runs" / str(seed)
+    common.train_or_reuse(
+        folder,
+        [RECIPE, f"seed={seed}", *overrides],
+        data_root=args.data_root,
+        split=args.split,
+        fresh=args.fresh,
+        check=False,  # a failed seed is reported as such; the others go on
+    )
+    if common.status(folder) != "ok":
+        return None
+    last = common.last_values(common.val_curve(folder))
+    return {k: last[k] for k in ("modes", "kl", "fid", "seconds", "epoch") if k in last}
+
+
+def verdict(mean: float | None, target: float, higher: bool) -> str:
+    if mean is None:
+        return "no run"
+    met = mean >= target if higher else mean <= target
+    return "met" if met else "not met"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("stacked", __doc__)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("overrides", nargs="*", help="more gan.train overrides, after a --")
+    common.add_data_args(p)
+    common.add_out_arg(p, "stacked")
+    p.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    args = p.parse_args(argv)
+    runs = {seed: run_seed(seed, args.overrides, args) for seed in args.seeds}
+    done = {s: r for s, r in runs.items() if r is not None}
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in done.values() if key in r]
+        return statistics.mean(values) if values else None
+
+    targets = {
+        "modes": verdict(mean("modes"), MODES, higher=True),
+        "kl": verdict(mean("kl"), KL, higher=False),
+        "seconds": verdict(
+            max((r["seconds"] for r in done.values()), default=None), SECONDS, False
+        ),
+    }
+    command = " ".join(
+        ["python -m bench.stacked", *(["--", *args.overrides] if args.overrides else [])]
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": common.machine(), "split": args.split, "seeds": args.seeds}
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "command": command,
+                "overrides": [RECIPE, *args.overrides],
+                "runs": {str(s): r for s, r in runs.items()},
+                "targets": targets,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    lines = [
+        f"`{command}`: `{' '.join([RECIPE, *args.overrides])}` on the MNIST {args.split} "
+        f"split, seeds {args.seeds}; the last validation's modes covered (of 1,000) and KL to "
+        f"uniform, on the recipe's metrics.num_samples fakes. {meta['machine']}.",
+        "",
+        "| seed | modes | KL | val/fid | epochs | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, r in runs.items():
+        if r is None:
+            lines.append(f"| {seed} | failed | | | | |")
+            continue
+        lines.append(
+            f"| {seed} | {r['modes']:.0f} | {r['kl']:.3f} | {r['fid']:.1f} | {r['epoch']:.0f} "
+            f"| {r['seconds']:.0f} |"
+        )
+    values = list(done.values())
+    lines += [
+        f"| mean ± std | {common.mean_std([r['modes'] for r in values], '.1f')} "
+        f"| {common.mean_std([r['kl'] for r in values], '.3f')} "
+        f"| {common.mean_std([r['fid'] for r in values], '.1f')} | | "
+        f"{common.mean_std([r['seconds'] for r in values], '.0f')} |",
+        "",
+        f"Targets: modes >= {MODES} ({targets['modes']}), KL <= {KL} ({targets['kl']}), "
+        f"every seed within {SECONDS // 60} minutes ({targets['seconds']}).",
+    ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
