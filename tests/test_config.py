@@ -269,7 +269,7 @@ DCGAN_RUNS = {
     "experiment=fast_mnist": (256, 8, 64, (1, 2), 1e-3, True, True),
     "experiment=cgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
     "experiment=acgan_mnist": (256, 100, 32, (1, 1), 2e-4, False, False),
-    "experiment=stacked_mnist": (256, 100, 64, (1, 1), 2e-4, False, False),
+    "experiment=stacked_mnist": (256, 100, 32, (1, 2), 1e-3, True, True),
     "experiment=conditional_mnist": (128, 64, 32, (1, 2), 1e-3, True, True),
 }
 

@@ -168,7 +168,7 @@ def test_each_data_option_composes_and_validates(make_cfg, name: str) -> None:
         spec.num_classes,
     )
     assert cfg.metrics.dataset == name, "the metrics pick the data set's classifier"
-    assert cfg.metrics.num_samples == (10_000 if name == "stacked_mnist" else 1000)
+    assert cfg.metrics.num_samples == (26_000 if name == "stacked_mnist" else 1000)
     dm = instantiate(cfg.data)
     assert (dm.dataset, dm.channels, dm.num_classes) == (name, spec.channels, spec.num_classes)
 
