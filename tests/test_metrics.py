@@ -310,3 +310,23 @@ def test_scores_order_real_noise_and_collapse(
     tmp_path_factory: pytest.TempPathFactory, held_out: tuple[Tensor, Tensor]
 ) -> None:
     _check_ordering(real_classifier(tmp_path_factory), held_out, min_score=8.5)
+
+
+def test_prdc_scores_only_the_first_fakes_past_its_cap(
+    random_clf: MNISTClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its fake-vs-fake distances grow as M^2: past PRDC_MAX_FAKES the first ones stand in."""
+    import gan.metrics.scores as scores_module
+
+    g = torch.Generator().manual_seed(3)
+    real = torch.rand(40, 1, 28, 28, generator=g)
+    metrics = GanMetrics(random_clf, kid_subset_size=20, nearest_k=3)
+    metrics.set_real(real)
+    fake = torch.cat([torch.rand(30, 1, 28, 28, generator=g), real[:10]])  # the last 10: reals
+    monkeypatch.setattr(scores_module, "PRDC_MAX_FAKES", 30)
+    capped = metrics.compute(fake)
+    first = prdc_scores(random_clf.features(real), random_clf.features(fake[:30]), nearest_k=3)
+    whole = prdc_scores(random_clf.features(real), random_clf.features(fake), nearest_k=3)
+    assert whole["precision"] != first["precision"]  # the tail would have changed it
+    assert capped["precision"].item() == pytest.approx(first["precision"].item(), abs=1e-6)
+    assert capped["density"].item() == pytest.approx(first["density"].item(), abs=1e-6)
