@@ -96,3 +96,12 @@ def test_a_negative_kid_floor_is_explained() -> None:
 def test_summary_without_scores() -> None:
     text = summary(Path("run"), "ok", 3.0, {})
     assert "no scores" in text and "gan.sample ckpt=run" in text
+
+
+def test_summary_names_modes_kl_and_label_accuracy_when_the_run_has_them() -> None:
+    base = {"val/fid": 217.0, "val/fid_floor": 156.0, "val/coverage": 1000.0}
+    stacked = summary(Path("run"), "ok", 3.0, base | {"val/modes": 1000.0, "val/kl": 0.0857})
+    assert "modes 1000   KL 0.086" in stacked and "label accuracy" not in stacked
+    conditional = summary(Path("run"), "ok", 3.0, base | {"val/label_accuracy": 0.9871})
+    assert "label accuracy 0.987" in conditional and "modes" not in conditional
+    assert "KL" not in summary(Path("run"), "ok", 3.0, base)

@@ -5,7 +5,8 @@ third-party deprecation warnings, no warnings about short runs, and W&B without 
 banners. `verbose=true` (or HYDRA's `hydra.verbose=true`) keeps all of it.
 
 `summary()` is the end-of-run table: the final and best `val/fid` against its floor,
-precision, recall, coverage, seconds, the run folder, and the next commands.
+precision, recall, coverage (and label accuracy, or modes and KL, where the run has them),
+seconds, the run folder, and the next commands.
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def summary(
         if final.get("val/coverage") is not None:
             text += f"   classes covered {final['val/coverage']:.0f}"
         lines.append("  " + text)
+        extra = [  # what a conditional or Stacked MNIST run is judged by
+            f"{name} {_num(final[key], spec)}"
+            for key, name, spec in (
+                ("val/label_accuracy", "label accuracy", ".3f"),
+                ("val/modes", "modes", ".0f"),
+                ("val/kl", "KL", ".3f"),
+            )
+            if final.get(key) is not None
+        ]
+        if extra:
+            lines.append("  " + "   ".join(extra))
     else:
         lines.append("  no scores (metrics.enabled=false, or no validation ran)")
     run = shlex.quote(str(out))
