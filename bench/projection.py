@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from bench import common
 from bench.plain_dcgan import LATENT, train_plain
 from gan.core.sampling import sample_z
-from gan.data.datamodule import held_out_split
+from gan.data.batches import held_out_split
 from gan.data.mnist import load_split
 from gan.metrics.classifier import load_or_train
 from gan.tools.projector import classify, search

@@ -34,7 +34,7 @@ import torch
 from bench import common
 from gan.core.ranges import to_unit_range
 from gan.core.sampling import generate, truncate
-from gan.data.datamodule import held_out_split
+from gan.data.batches import held_out_split
 from gan.data.mnist import load_split
 from gan.metrics.classifier import load_or_train
 from gan.metrics.scores import GanMetrics

@@ -14,7 +14,8 @@ import torch
 import torchvision
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from gan.data.datamodule import MNISTDataModule, balanced_subset
+from gan.data.batches import balanced_subset
+from gan.data.datamodule import MNISTDataModule
 from gan.data.mnist import has_split, load_mnist_split, missing_files
 from gan.utils.errors import GanError
 from tests.mnist_files import tiny_images, write_tiny_mnist

@@ -78,7 +78,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path, extra: lis
 
 
 def test_each_rank_gets_a_disjoint_share() -> None:
-    from gan.data.datamodule import EpochBatchSampler
+    from gan.data.batches import EpochBatchSampler
 
     shares = [
         torch.cat(list(EpochBatchSampler(100, 8, seed=0, rank=r, world_size=2))) for r in (0, 1)

@@ -172,7 +172,7 @@ class Gauge:
 
     def _load(self) -> None:
 
-        from gan.data.datamodule import held_out_split
+        from gan.data.batches import held_out_split
         from gan.data.mnist import load_split
         from gan.metrics.classifier import load_or_train
         from gan.metrics.scores import GanMetrics, class_stats
