@@ -3,8 +3,8 @@
 `MNISTDataModule` decodes the idx files of `dataset` (mnist, fashion_mnist, kmnist,
 emnist_letters, stacked_mnist: `gan.data.mnist.DATASETS`) once into a uint8 tensor (N, 28, 28),
 or (N, 3, 28, 28) for stacked_mnist, and serves whole batches with one tensor index each
-(`gan.data.batches`: no PIL, no per-item collation); the conversion to float (value range, optional 64x64 resize)
-runs on the accelerator, in `on_after_batch_transfer`. Files are found, downloaded and
+(`gan.data.batches`: no PIL, no per-item collation); the conversion to float (value
+range, optional 64x64 resize) runs on the accelerator, in `on_after_batch_transfer`. Files are found, downloaded and
 decoded by `gan.data.mnist`. The training loader resumes mid-epoch from the `state_dict()`
 Lightning keeps in checkpoints::
 
