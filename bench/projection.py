@@ -7,7 +7,7 @@ held-out real digits?
 
 Both generators train for the same epochs on the MNIST test split (`--data-root`, default
 ../shared/mnist) with the same seed, which also fixes the framework's held-out split
-(`data.val_size` 1,000 images drawn by `gan.data.datamodule.held_out_split`): the digits
+(`data.val_size` 1,000 images drawn by `gan.data.batches.held_out_split`): the digits
 projected are the last `--digits` of those held-out indices (sorted), which neither G saw.
 They are MNIST digits already, so they go to the search as they are (no re-centring).
 

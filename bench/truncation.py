@@ -13,7 +13,7 @@ metrics.seed), truncated with gan.core.sampling.truncate at each ψ of `--psi`: 
 at every ψ. Each set is scored by the validation's own code (gan.metrics.scores.GanMetrics:
 PRDC with k = 5 on the project classifier's features, cached for the test split) against
 the run's 1,000 held-out reals (data.val_size, drawn by
-gan.data.datamodule.held_out_split with `--seed`), which G never saw. Also reported: FID,
+gan.data.batches.held_out_split with `--seed`), which G never saw. Also reported: FID,
 density, PRDC coverage and the classes covered, and the real-vs-real floor.
 
 Writes `<out>/results.json` and `<out>/results.md` (default bench/results/truncation), the

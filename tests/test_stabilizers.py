@@ -412,6 +412,17 @@ def test_pack_scores_each_run_of_k_images_as_one_in_both_updates() -> None:
     assert record.losses["d"][0].item() == pytest.approx(want.item())
 
 
+def test_ada_under_pack_moves_p_by_the_images_d_saw_not_its_logits() -> None:
+    g = nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (1, 2, 2)))
+    real = torch.rand(8, 1, 2, 2)
+    ada = AdaptiveAugment(["cutout"], fill=-1.0, target=0.6, interval=4, kimg=0.1)
+    step = GanStep(LOSSES["bce"], SMOOTHING, lambda n: torch.zeros(n, 3), augment=ada, pack=2)
+    for _ in range(4):  # 4 logits per update (packs of 2), all positive: r_t = 1
+        step(g, SignCritic(torch.ones(4)), real, Record())
+    # 8 reals x 4 updates / (0.1 kimg x 1000) = 0.32, as unpacked; not 4 logits' 0.16
+    assert float(ada.rt) == 1.0 and float(ada.p) == pytest.approx(0.32)
+
+
 def test_pack_builds_d_for_k_times_the_channels_and_is_checked(make_cfg: MakeCfg) -> None:
     module = GAN.from_config(make_cfg("model=dcgan", "stabilize.pack=2"))
     assert module.gan_step.pack == 2

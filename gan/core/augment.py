@@ -171,11 +171,12 @@ class AdaptiveAugment:
         return x
 
     @torch.no_grad()
-    def observe(self, real_logits: Tensor) -> None:
-        """Count one D update's logits of its reals (B,); adjust p at an interval's end."""
+    def observe(self, real_logits: Tensor, images_per_logit: int = 1) -> None:
+        """Count one D update's logits of its reals (B,); adjust p at an interval's end.
+        `images_per_logit` (a packed D's `pack`): p's pace is set in images, not logits."""
         self._to(real_logits.device)
-        self.signs = self.signs + real_logits.float().sign().sum()  # exact: integers
-        self.seen += real_logits.numel()
+        self.signs = self.signs + real_logits.float().sign().sum() * images_per_logit
+        self.seen += real_logits.numel() * images_per_logit
         self.updates += 1
         if self.updates % self.interval:
             return

@@ -245,7 +245,7 @@ class GanStep:
                 loss = loss + self.aux_weight * aux
             updates.step("d", loss)
         if self.ada is not None:  # r_t: D's verdict on the reals it was trained on
-            self.ada.observe(real_logits.detach())
+            self.ada.observe(real_logits.detach(), self.pack)  # each logit: `pack` images
         return loss.detach(), real_logits.detach(), fake_logits.detach(), kept
 
     def g_update(

@@ -320,9 +320,9 @@ class GanMetrics(nn.Module):
         """Scores of `fake` (M, C, S, S) in [0, 1] against the cached reals.
 
         Returns 0-dim float32 tensors `fid`, `kid`, `precision`, `recall`, `density`,
-        `prdc_coverage` (see `prdc_scores`; on the first PRDC_MAX_FAKES fakes), `mnist_score`, `coverage`, `coverage_entropy`
-        (and, for Stacked MNIST, `modes` and `kl`: see `mode_stats`),
-        and `class_share` (K,), on the module's device. With the classes G was asked for,
+        `prdc_coverage` (see `prdc_scores`; on the first PRDC_MAX_FAKES fakes), `mnist_score`,
+        `coverage`, `coverage_entropy` (and, for Stacked MNIST, `modes` and `kl`: see
+        `mode_stats`), and `class_share` (K,), on the module's device. With the classes G was asked for,
         `labels` (M,), also `label_accuracy` (how often the classifier agrees with them) and,
         when `set_real` kept per-class reals, `intra_fid` (see `intra_fid`).
         """

@@ -350,7 +350,8 @@ def benchmark(opts: BenchOptions, overrides: list[str]) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in opts.models:  # every override checked before anything is measured
-            validate(compose_cfg(model, opts.batch_sizes[0], root, tmp, overrides))
+            for bs in opts.batch_sizes:  # with each batch size (stabilize.pack must divide it)
+                validate(compose_cfg(model, bs, root, tmp, overrides))
         for model in opts.models:
             for bs in opts.batch_sizes:
                 cfg = compose_cfg(model, bs, root, os.path.join(tmp, f"{model}_{bs}"), overrides)

@@ -238,11 +238,16 @@ def _run_config_hint(path: Path) -> str:
     return f" (see {config})" if config.is_file() else ""
 
 
+# The stabilisers that change D's weights' shapes or names: a resume must keep them.
+D_SHAPING = ("pack", "spectral_norm")
+
+
 def check_resume_checkpoint(
     path: str | os.PathLike[str],
     expected_model_cfg: dict[str, Any],
     ema: bool | None = None,
     condition: dict[str, Any] | None = None,
+    stabilize: dict[str, Any] | None = None,
 ) -> None:
     """GanError unless `path` is a checkpoint of this project that this run can resume from.
 
@@ -251,7 +256,9 @@ def check_resume_checkpoint(
 
     `expected_model_cfg` is this run's resolved `model` node (`to_dict(cfg.model)`); the
     checkpoint's `hyper_parameters.model` must match it (architecture, sizes, latent size).
-    With `condition` (this run's `condition` node), the class conditioning must match too.
+    With `condition` (this run's `condition` node), the class conditioning must match too;
+    with `stabilize`, the stabilisers that shape D's weights (`D_SHAPING`: packing, spectral
+    normalisation).
     With `ema` (this run's `ema.enabled`), the checkpoint must hold EMA weights exactly
     when it is true. Checks, in order: the file exists; torch.save wrote it; torch.load can
     read it; it holds a GAN of this project; same architecture; same EMA setting.
@@ -283,11 +290,18 @@ def check_resume_checkpoint(
             f"or drop ckpt_path to start a new run."
         )
     # Through the schema, so that keys an older checkpoint lacks take their defaults.
-    typed = to_dict(module_config(model=theirs, condition=hparams.get("condition")))
+    typed = to_dict(
+        module_config(
+            model=theirs, condition=hparams.get("condition"), stabilize=hparams.get("stabilize")
+        )
+    )
     a, b = _flatten(typed["model"], "model"), _flatten(ours, "model")
     if condition is not None:
         a |= _flatten(typed["condition"], "condition")
         b |= _flatten(condition, "condition")
+    if stabilize is not None:
+        a |= {f"stabilize.{k}": typed["stabilize"][k] for k in D_SHAPING}
+        b |= {f"stabilize.{k}": stabilize[k] for k in D_SHAPING}
     differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if differ:
         was = ", ".join(f"{k}={a.get(k)}" for k in differ[:3])

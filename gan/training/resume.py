@@ -353,7 +353,11 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig | None:
 
     # The checkpoint too, before anything is written: weights-only, and of this config's nets.
     check_resume_checkpoint(
-        ckpt, to_dict(merged.model), merged.ema.enabled, to_dict(merged.condition)
+        ckpt,
+        to_dict(merged.model),
+        merged.ema.enabled,
+        to_dict(merged.condition),
+        to_dict(merged.stabilize),
     )
     return merged
 

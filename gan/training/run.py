@@ -92,7 +92,11 @@ def check(cfg: DictConfig) -> None:
             cfg.ckpt_path = str(path)
     if cfg.ckpt_path:  # before the run folder moves to the checkpoint's: a bad file touches nothing
         check_resume_checkpoint(
-            cfg.ckpt_path, to_dict(cfg.model), cfg.ema.enabled, to_dict(cfg.condition)
+            cfg.ckpt_path,
+            to_dict(cfg.model),
+            cfg.ema.enabled,
+            to_dict(cfg.condition),
+            to_dict(cfg.stabilize),
         )
 
 

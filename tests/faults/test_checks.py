@@ -45,6 +45,13 @@ def test_check_resume_checkpoint_names_the_problem(
         check_resume_checkpoint(inputs["ckpt"], wide)
     with pytest.raises(GanError, match="holds no EMA weights .* Resume with ema.enabled=false"):
         check_resume_checkpoint(inputs["ckpt"], mlp, ema=True)
+    # a stabiliser that reshapes D: packing widens its first layer; spectral norm renames weights
+    stabilize = to_dict(compose_cfg(f"data.root={tiny_root}", out=tmp_path).stabilize)
+    check_resume_checkpoint(inputs["ckpt"], mlp, stabilize=stabilize)
+    with pytest.raises(
+        GanError, match=r"stabilize\.pack=1, but this run has stabilize\.pack=2: the networks"
+    ):
+        check_resume_checkpoint(inputs["ckpt"], mlp, stabilize={**stabilize, "pack": 2})
 
 
 def test_check_writable(tmp_path: Path) -> None:
