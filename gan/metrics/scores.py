@@ -29,7 +29,7 @@ Scores (all from one forward pass of the classifier over the fakes), with K clas
     mnist_score       exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. K (sure and
                       balanced); the name is MNIST's, the formula the same for every data set.
     coverage          classes holding at least min_share * 10 / K of the fakes' predictions
-                      (2% for 10 classes, a fifth of the uniform share for any K: 0.02%, 5
+                      (2% for 10 classes, a fifth of the uniform share for any K: 0.02%, ~5
                       of Stacked MNIST's 26,000 samples, for its 1,000 modes).
     coverage_entropy  entropy of the predicted-class histogram, nats (ln K when balanced).
     class_share       (K,) share of the fakes predicted as each class.
