@@ -12,7 +12,8 @@
   `train_or_reuse` does so, or reads a run that finished there again, only if it was
   trained with the same settings (`check_reusable`).
 - **Reading a run**: `read_metrics` gives the rows of its `csv/metrics.csv`, `val_curve` its
-  validations with the one epoch convention below, `status` how it ended.
+  validations with the one epoch convention below, `status` how it ended, `final_scores` the
+  last scores of a run that finished.
 - **Reporting**: `machine` (the line results files give the machine by), `mean_std` and
   `format_mean_std` (mean ± std), `cell` (a number, or a dash).
 
@@ -228,6 +229,14 @@ def val_curve(run_dir: Path) -> list[dict[str, float]]:
 def last_values(curve: Sequence[dict[str, float]]) -> dict[str, float]:
     """Each key's value at the last validation that logged it (a floor: at the first)."""
     return {k: v for row in curve for k, v in row.items()}
+
+
+def final_scores(run_dir: Path) -> dict[str, float] | None:
+    """`last_values` of a run that finished ok (see `val_curve` for the keys); None for a
+    run that failed, diverged or never finished."""
+    if status(run_dir) != "ok":
+        return None
+    return last_values(val_curve(run_dir))
 
 
 # ---- reporting ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from bench import common
 
 RECIPE = "experiment=stacked_mnist"
+SCORES = ("modes", "kl", "fid", "seconds", "epoch")  # what each seed reports
 MODES, KL, SECONDS = 995, 0.1, 30 * 60  # the targets: modes >= 995, KL <= 0.1, <= 30 min
 # the table's columns after the seed: (score, its format, its mean's format or None)
 COLUMNS = (
@@ -49,10 +50,8 @@ def run_seed(seed: int, overrides: list[str], args: argparse.Namespace) -> dict[
         fresh=args.fresh,
         check=False,  # a failed seed is reported as such; the others go on
     )
-    if common.status(folder) != "ok":
-        return None
-    last = common.last_values(common.val_curve(folder))
-    return {k: last[k] for k in ("modes", "kl", "fid", "seconds", "epoch") if k in last}
+    last = common.final_scores(folder)
+    return None if last is None else {k: v for k, v in last.items() if k in SCORES}
 
 
 def verdict(
